@@ -1,0 +1,1 @@
+"""guanxi core engine (imports filled in as modules land)."""

@@ -1,0 +1,227 @@
+"""From entity metadata to a bound Pony database.
+
+:func:`build_database` turns a finalised :class:`EntityRegistry` into Pony entity classes
+(made with ``type(...)`` so each Engine gets its own ``Database``), adding the base columns
+every entity has and the reverse side of every ref. :func:`bind` connects it to SQLite or
+PostgreSQL from a URL. :func:`schema_snapshot` is the description of the tables the
+metadata asks for, which migrations compare with what an installation recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from pony.orm import Database, Json, Optional, PrimaryKey, Required, Set, composite_index
+
+from .errors import ConfigError
+from .metadata import CURRENCY_SUFFIX, EntityRegistry, EntitySpec, FieldSpec
+
+#: Bump when the snapshot layout changes (not when entities change).
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A parsed ``GUANXI_DATABASE_URL``: ``sqlite:///path`` or ``postgres://u:p@h:port/db``."""
+
+    provider: str  # "sqlite" or "postgres"
+    path: Path | None = None
+    user: str | None = None
+    password: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, home: Path) -> DatabaseURL:
+        if url.startswith("sqlite:"):
+            rest = url[len("sqlite:"):].lstrip("/") if url.startswith("sqlite:///") else ""
+            if url.startswith("sqlite:////"):
+                rest = "/" + url[len("sqlite:////"):]
+            if not rest:
+                raise ConfigError(f"GUANXI_DATABASE_URL {url!r}: write sqlite:///relative.db "
+                                  "or sqlite:////absolute/path.db")
+            path = Path(rest)
+            return cls("sqlite", path=path if path.is_absolute() else (home / path).resolve())
+        parts = urlparse(url)
+        if parts.scheme in ("postgres", "postgresql"):
+            return cls(
+                "postgres",
+                user=unquote(parts.username) if parts.username else None,
+                password=unquote(parts.password) if parts.password else None,
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 5432,
+                database=parts.path.lstrip("/") or None,
+            )
+        raise ConfigError(
+            f"GUANXI_DATABASE_URL {url!r} is not understood: use sqlite:///guanxi.db or "
+            "postgres://user:password@host:port/database"
+        )
+
+    def pony_kwargs(self) -> dict[str, Any]:
+        if self.provider == "sqlite":
+            assert self.path is not None
+            return {"provider": "sqlite", "filename": str(self.path), "create_db": True}
+        kwargs: dict[str, Any] = {"provider": "postgres", "host": self.host, "port": self.port}
+        for key in ("user", "password", "database"):
+            if getattr(self, key):
+                kwargs[key] = getattr(self, key)
+        return kwargs
+
+    def display(self) -> str:
+        """The URL with the password hidden, for messages."""
+        if self.provider == "sqlite":
+            return f"sqlite:///{self.path}"
+        user = f"{self.user}@" if self.user else ""
+        return f"postgres://{user}{self.host}:{self.port}/{self.database or ''}"
+
+
+def currency_column(field_name: str) -> str:
+    """The column holding the ISO currency of a money field."""
+    return field_name + CURRENCY_SUFFIX
+
+
+def _value_attrs(f: FieldSpec) -> dict[str, Any]:
+    """Pony attributes for one non-ref field. Every column is nullable: ``required`` is
+    enforced by the record API, so relaxing it never needs a table rebuild."""
+    t = f.type
+    if t in ("string", "enum", "email", "phone"):
+        return {f.name: Optional(str, f.column_length, nullable=True)}
+    if t == "text":
+        return {f.name: Optional(str, nullable=True)}
+    if t == "int":
+        return {f.name: Optional(int, size=64)}
+    if t == "decimal":
+        return {f.name: Optional(Decimal, precision=f.precision, scale=f.scale)}
+    if t == "money":
+        return {
+            f.name: Optional(Decimal, precision=18, scale=2),
+            currency_column(f.name): Optional(str, 3, nullable=True),
+        }
+    if t == "float":
+        return {f.name: Optional(float)}
+    if t == "bool":
+        return {f.name: Optional(bool)}
+    if t == "date":
+        return {f.name: Optional(date)}
+    if t == "datetime":
+        return {f.name: Optional(datetime)}
+    if t == "json":
+        return {f.name: Optional(Json)}
+    raise AssertionError(f"unmapped field type {t}")
+
+
+def _define_system_entities(db: Database) -> dict[str, type]:
+    """Engine tables that are not part of the API: audit trail and installation settings."""
+
+    class GxAudit(db.Entity):
+        _table_ = "guanxi_audit"
+        id = PrimaryKey(int, auto=True)
+        entity = Required(str, 64)
+        record_id = Required(int, size=64)
+        action = Required(str, 16)
+        actor_id = Optional(int, size=64)
+        actor = Required(str, 150)
+        at = Required(datetime)
+        changes = Optional(Json)
+        # (entity, record_id) is how a record's audit is read; keep it indexed.
+        composite_index(entity, record_id)
+
+    class GxSetting(db.Entity):
+        _table_ = "guanxi_setting"
+        key = PrimaryKey(str, 64)
+        value = Required(str)
+
+    return {"GxAudit": GxAudit, "GxSetting": GxSetting}
+
+
+def build_database(registry: EntityRegistry) -> tuple[Database, dict[str, type]]:
+    """A fresh, unbound Pony ``Database`` with one class per entity of ``registry``.
+
+    Returns the database and the classes by entity name (system classes included under
+    their ``Gx*`` names). Must be called once per Engine: Pony classes belong to one
+    Database.
+    """
+    db = Database()
+    classes = _define_system_entities(db)
+    reverse_sets: dict[str, dict[str, Any]] = {spec.name: {} for spec in registry}
+    for spec in registry:
+        for rname, rev in spec.reverses.items():
+            reverse_sets[spec.name][rname] = Set(rev.source, reverse=rev.field)
+    for spec in registry:
+        attrs: dict[str, Any] = {
+            "_table_": spec.table,
+            "id": PrimaryKey(int, auto=True, size=64),
+            "created_at": Required(datetime),
+            "updated_at": Required(datetime),
+            "created_by": Optional(int, size=64),
+            "version": Required(int, default=1),
+            "deleted_at": Optional(datetime),
+        }
+        for f in spec:
+            if f.type == "ref":
+                attrs[f.name] = Optional(f.to, reverse=f.reverse or spec.plural)
+            else:
+                attrs.update(_value_attrs(f))
+        attrs.update(reverse_sets[spec.name])
+        classes[spec.name] = type(spec.name, (db.Entity,), attrs)
+    return db, classes
+
+
+def bind(db: Database, url: DatabaseURL) -> None:
+    """Connect ``db``; on SQLite turn on WAL, foreign keys, durable commits, a busy wait."""
+    if url.provider == "sqlite":
+        assert url.path is not None
+        url.path.parent.mkdir(parents=True, exist_ok=True)
+
+        @db.on_connect(provider="sqlite")
+        def _sqlite_pragmas(_db: Database, connection: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA synchronous = " + os.environ.get("GUANXI_SQLITE_SYNC", "FULL"))
+            cursor.execute("PRAGMA busy_timeout = 10000")
+
+    try:
+        db.bind(**url.pony_kwargs())
+    except Exception as exc:  # the driver's own message says what is wrong
+        raise ConfigError(f"cannot open the database {url.display()}: {exc}") from exc
+
+
+def field_snapshot(f: FieldSpec) -> dict[str, Any]:
+    """What the table needs to know about one field (validation-only options left out)."""
+    return {
+        "type": f.type,
+        "nullable": not f.required,
+        "length": f.column_length,
+        "precision": f.precision if f.type == "decimal" else None,
+        "scale": f.scale if f.type == "decimal" else None,
+        "unique": f.unique,
+        "index": f.indexed,
+        "ref": f.to,
+        "default": _json_default(f.default),
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def entity_snapshot(spec: EntitySpec) -> dict[str, Any]:
+    return {"table": spec.table, "fields": {f.name: field_snapshot(f) for f in spec}}
+
+
+def schema_snapshot(registry: EntityRegistry) -> dict[str, Any]:
+    """The schema the metadata asks for, as JSON-ready data (see migrations)."""
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "entities": {spec.name: entity_snapshot(spec) for spec in registry},
+    }
