@@ -1,1 +1,49 @@
-"""guanxi core engine (imports filled in as modules land)."""
+"""guanxi's core engine: plugin host, entity metadata, database, record API.
+
+A plugin needs only what this package re-exports: ``hookimpl`` to mark its hook
+functions, the error types, and the types it receives (``Actor``, ``Record``,
+``RecordEvent``, ``Money``). The hooks themselves are specified in ``hookspecs``.
+"""
+
+from .actor import SYSTEM, Actor
+from .config import Config
+from .engine import Engine
+from .errors import (
+    ConfigError,
+    ConflictError,
+    FieldProblem,
+    GuanxiError,
+    MigrationError,
+    NotFound,
+    PermissionDenied,
+    PluginError,
+    ValidationError,
+    WorkflowError,
+)
+from .hookspecs import hookimpl
+from .records import Page, Record, RecordEvent
+from .validation import Money
+
+__all__ = [
+    "SYSTEM",
+    "Actor",
+    "Config",
+    "ConfigError",
+    "ConflictError",
+    "Engine",
+    "FieldProblem",
+    "GuanxiError",
+    "MigrationError",
+    "Money",
+    "NotFound",
+    "Page",
+    "PermissionDenied",
+    "PluginError",
+    "Record",
+    "RecordEvent",
+    "ValidationError",
+    "WorkflowError",
+    "hookimpl",
+]
+
+__version__ = "0.1.0"

@@ -41,12 +41,14 @@ class DatabaseURL:
     @classmethod
     def parse(cls, url: str, home: Path) -> DatabaseURL:
         if url.startswith("sqlite:"):
-            rest = url[len("sqlite:"):].lstrip("/") if url.startswith("sqlite:///") else ""
+            rest = url[len("sqlite:") :].lstrip("/") if url.startswith("sqlite:///") else ""
             if url.startswith("sqlite:////"):
-                rest = "/" + url[len("sqlite:////"):]
+                rest = "/" + url[len("sqlite:////") :]
             if not rest:
-                raise ConfigError(f"GUANXI_DATABASE_URL {url!r}: write sqlite:///relative.db "
-                                  "or sqlite:////absolute/path.db")
+                raise ConfigError(
+                    f"GUANXI_DATABASE_URL {url!r}: write sqlite:///relative.db "
+                    "or sqlite:////absolute/path.db"
+                )
             path = Path(rest)
             return cls("sqlite", path=path if path.is_absolute() else (home / path).resolve())
         parts = urlparse(url)
@@ -113,7 +115,7 @@ def _value_attrs(f: FieldSpec) -> dict[str, Any]:
     if t == "datetime":
         return {f.name: Optional(datetime)}
     if t == "json":
-        return {f.name: Optional(Json)}
+        return {f.name: Optional(Json, nullable=True)}
     raise AssertionError(f"unmapped field type {t}")
 
 

@@ -34,8 +34,9 @@ class ConfigError(GuanxiError):
 
     code = "INTERNAL"
 
-    def __init__(self, message: str, where: str | None = None,
-                 problems: list[ConfigProblem] | None = None) -> None:
+    def __init__(
+        self, message: str, where: str | None = None, problems: list[ConfigProblem] | None = None
+    ) -> None:
         self.where = where
         self.problems = problems or [ConfigProblem(where, message)]
         text = message if not where else f"{where}: {message}"

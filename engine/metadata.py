@@ -20,8 +20,20 @@ from .errors import ConfigError, ConfigProblem
 
 FIELD_TYPES = frozenset(
     {
-        "string", "text", "int", "decimal", "money", "float", "bool", "date", "datetime",
-        "enum", "json", "email", "phone", "ref",
+        "string",
+        "text",
+        "int",
+        "decimal",
+        "money",
+        "float",
+        "bool",
+        "date",
+        "datetime",
+        "enum",
+        "json",
+        "email",
+        "phone",
+        "ref",
     }
 )
 #: Columns every entity gets; no description may declare them.
@@ -29,15 +41,40 @@ BASE_FIELDS = ("id", "created_at", "updated_at", "created_by", "version", "delet
 RESERVED_FIELDS = frozenset(BASE_FIELDS) | {"owner", "members", "deleted"}
 FIELD_OPTIONS = frozenset(
     {
-        "type", "label", "labels", "required", "unique", "default", "indexed", "readonly",
-        "internal", "max_length", "min", "max", "precision", "scale", "choices", "to",
-        "reverse", "description",
+        "type",
+        "label",
+        "labels",
+        "required",
+        "unique",
+        "default",
+        "indexed",
+        "readonly",
+        "internal",
+        "max_length",
+        "min",
+        "max",
+        "precision",
+        "scale",
+        "choices",
+        "to",
+        "reverse",
+        "description",
     }
 )
 ENTITY_KEYS = frozenset(
     {
-        "name", "plural", "label", "labels", "fields", "owned", "owner_via", "parent",
-        "duplicate_keys", "natural_key", "description", "members",
+        "name",
+        "plural",
+        "label",
+        "labels",
+        "fields",
+        "owned",
+        "owner_via",
+        "parent",
+        "duplicate_keys",
+        "natural_key",
+        "description",
+        "members",
     }
 )
 DEFAULT_STRING_LENGTH = 255
@@ -463,8 +500,14 @@ class EntityRegistry:
         for name, spec in list(self._specs.items()):
             if spec.owned:
                 owner = FieldSpec(
-                    name="owner", type="ref", to=OWNER_ENTITY, reverse=f"owned_{spec.plural}",
-                    origin="engine", label="Owner", labels={"zh": "负责人"}, indexed=True,
+                    name="owner",
+                    type="ref",
+                    to=OWNER_ENTITY,
+                    reverse=f"owned_{spec.plural}",
+                    origin="engine",
+                    label="Owner",
+                    labels={"zh": "负责人"},
+                    indexed=True,
                 )
                 self._specs[name] = replace(spec, fields={**spec.fields, "owner": owner})
         reverses: dict[str, dict[str, Reverse]] = {name: {} for name in self._specs}
@@ -514,7 +557,9 @@ class EntityRegistry:
                 problems.add(spec.origin, f"{spec.name}: {key!r} is not a field")
         if spec.natural_key and spec.natural_key in spec.fields:
             if not spec.fields[spec.natural_key].unique:
-                problems.add(spec.origin, f"{spec.name}: natural key {spec.natural_key!r} must be unique")
+                problems.add(
+                    spec.origin, f"{spec.name}: natural key {spec.natural_key!r} must be unique"
+                )
 
     def _check_open(self) -> None:
         if self._final:
@@ -541,6 +586,4 @@ class EntityRegistry:
 
     def referrers(self, entity: str) -> list[tuple[EntitySpec, FieldSpec]]:
         """Every (entity, ref field) that points at ``entity``, across all plugins."""
-        return [
-            (spec, f) for spec in self._specs.values() for f in spec.refs() if f.to == entity
-        ]
+        return [(spec, f) for spec in self._specs.values() for f in spec.refs() if f.to == entity]

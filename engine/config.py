@@ -1,0 +1,66 @@
+"""Configuration of one guanxi installation, read from the environment.
+
+Every setting has a ``GUANXI_*`` variable and a sensible default so a fresh machine runs
+on an embedded SQLite file in the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+DEFAULT_DB_FILE = "guanxi.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one Engine; build with :meth:`from_env` or directly in tests."""
+
+    home: Path = field(default_factory=Path.cwd)
+    database_url: str | None = None
+    #: Business plugins to load (None = all installed). Core plugins always load.
+    plugins: tuple[str, ...] | None = None
+    timezone: str = "UTC"
+    currency: str = "CNY"
+    page_size_default: int = 50
+    page_size_max: int = 200
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
+        env = os.environ if environ is None else environ
+        plugins = env.get("GUANXI_PLUGINS")
+        config = cls(
+            home=Path(env.get("GUANXI_HOME") or Path.cwd()).resolve(),
+            database_url=env.get("GUANXI_DATABASE_URL") or None,
+            plugins=tuple(p.strip() for p in plugins.split(",") if p.strip())
+            if plugins is not None
+            else None,
+            timezone=env.get("GUANXI_TIMEZONE", "UTC"),
+            currency=env.get("GUANXI_CURRENCY", "CNY").upper(),
+        )
+        return replace(config, **overrides) if overrides else config.checked()
+
+    def checked(self) -> Config:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f"GUANXI_TIMEZONE {self.timezone!r} is not a known time zone"
+            ) from exc
+        if len(self.currency) != 3 or not self.currency.isalpha():
+            raise ConfigError(f"GUANXI_CURRENCY {self.currency!r} is not an ISO 4217 code")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The database URL, defaulting to ``guanxi.db`` in the home folder."""
+        return self.database_url or f"sqlite:///{self.home / DEFAULT_DB_FILE}"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

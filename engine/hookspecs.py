@@ -1,0 +1,159 @@
+"""The whole public plugin surface of guanxi.
+
+A plugin is a module (or object) with functions decorated ``@hookimpl`` whose names match
+the specs below. Shipped and third-party plugins are found the same way: through the
+entry-point group ``guanxi``. Most hooks receive a ``register`` callback instead of
+returning lists, so a plugin says what it contributes in the order it likes.
+
+Besides hooks, a plugin module may set two attributes:
+
+- ``requires: tuple[str, ...]`` - names of plugins it needs (``("sales",)``); a missing
+  one stops start-up naming both.
+- ``core: bool`` - an always-loaded plugin that ``GUANXI_PLUGINS`` cannot switch off
+  (the GraphQL layer is one).
+
+Every hook is documented in ``docs/plugins.md``; a test fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    import click
+
+    from .engine import Engine
+    from .records import RecordEvent
+
+hookspec = pluggy.HookspecMarker("guanxi")
+hookimpl = pluggy.HookimplMarker("guanxi")
+
+
+# -- data model ---------------------------------------------------------------------------
+@hookspec
+def register_entities(register: Callable[[dict[str, Any]], None]) -> None:
+    """Declare entities: call ``register(description)`` once per entity.
+
+    ``description`` is the dict format of ``docs/entities.md`` (name, plural, label,
+    labels, fields, owned, owner_via, parent, duplicate_keys, natural_key).
+    """
+
+
+@hookspec
+def extend_entities(extend: Callable[[str, dict[str, Any]], None]) -> None:
+    """Add fields to entities declared by others: ``extend("Customer", {"wechat": {...}})``.
+
+    Field names must not clash with the entity's own; refs may point anywhere.
+    """
+
+
+@hookspec
+def register_roles(register: Callable[[str, dict[str, Any]], None]) -> None:
+    """Contribute roles: ``register(name, definition)`` in the ``roles.yaml`` format.
+
+    An admin's ``$GUANXI_HOME/roles.yaml`` replaces a role of the same name.
+    """
+
+
+# -- workflows ----------------------------------------------------------------------------
+@hookspec
+def register_workflows(register: Callable[[Any], None]) -> None:
+    """Contribute workflow YAML files: ``register(path)`` for each file shipped."""
+
+
+@hookspec
+def register_actions(register: Callable[..., None]) -> None:
+    """Contribute workflow actions: ``register(name, function, params=schema)``.
+
+    Names are namespaced by convention (``sales.create_contract``). The function receives
+    an action context and its checked parameters, runs inside the transition's
+    transaction and may change records only through the record API.
+    """
+
+
+@hookspec
+def register_conditions(register: Callable[..., None]) -> None:
+    """Contribute workflow conditions: ``register(name, function, params=schema)``.
+
+    The function receives a condition context and returns True when the transition may
+    proceed; it must not write.
+    """
+
+
+# -- API and analytics --------------------------------------------------------------------
+@hookspec
+def register_graphql(schema: Any) -> None:
+    """Contribute GraphQL types, query fields and mutations to the schema builder.
+
+    ``schema`` is the builder object of the GraphQL layer (see ``docs/api.md``).
+    """
+
+
+@hookspec
+def register_analytics(register: Callable[[str, Any], None]) -> None:
+    """Contribute an analytics object: ``register(plugin_name, provider)``.
+
+    Every figure must be computed through ``engine.records.scoped_query`` so it counts
+    only what the caller may read.
+    """
+
+
+@hookspec(firstresult=True)
+def asgi_app(engine: Engine) -> Any:
+    """Return the ASGI application serving this engine (the GraphQL layer implements it)."""
+
+
+# -- jobs, demo data, CLI -----------------------------------------------------------------
+@hookspec
+def register_periodic_jobs(register: Callable[..., None]) -> None:
+    """Contribute periodic jobs: ``register(name, interval_seconds, function)``.
+
+    ``function(engine, now)`` runs in the worker, claimed once per period across workers.
+    """
+
+
+@hookspec
+def register_demo_data(register: Callable[..., None]) -> None:
+    """Contribute demo data: ``register(name, function)``.
+
+    ``function(engine, size, seed, progress)`` fills the database through the record API;
+    ``size`` is ``"small"`` or ``"large"``, ``progress(done, total)`` reports progress.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``guanxi`` command line (``@cli.command()``)."""
+
+
+# -- events -------------------------------------------------------------------------------
+@hookspec
+def before_commit(engine: Engine, event: RecordEvent) -> dict[str, Any] | None:
+    """Called inside every create or update before it is committed.
+
+    Return a dict of field values to store as well (computed read-only fields such as
+    totals), or None. Raising aborts the write.
+    """
+
+
+@hookspec
+def record_written(engine: Engine, event: RecordEvent) -> None:
+    """Called inside the transaction after a record is created, updated, deleted or
+    restored. A plugin may write other records (through the record API) or raise to abort.
+    """
+
+
+@hookspec
+def transition_fired(engine: Engine, event: Any) -> None:
+    """Called inside the transaction after a workflow transition has moved a record."""
+
+
+@hookspec(firstresult=True)
+def deliver_message(engine: Engine, message: Any) -> bool | None:
+    """Deliver one outbox message of a channel this plugin owns; return True when sent.
+
+    Raising marks the attempt failed; it is retried with backoff.
+    """

@@ -1,0 +1,790 @@
+"""The record API: the one code path through which every read and write goes.
+
+GraphQL, the CLI, importers and plugin actions all call these methods. Each call takes
+an ``actor``, applies the engine's permission policy in the same SQL, validates writes
+against the metadata, writes an audit event in the same transaction and returns plain
+immutable :class:`Record` values - never Pony objects, which must not leave a session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from pony.orm import (
+    CommitException,
+    OptimisticCheckError,
+    TransactionIntegrityError,
+    db_session,
+    desc,
+)
+from pony.orm.dbapiprovider import IntegrityError
+
+from .actor import SYSTEM, Actor
+from .database import currency_column
+from .errors import ConflictError, FieldProblem, NotFound, ValidationError
+from .filters import compile_filter, compile_order
+from .metadata import EntitySpec, FieldSpec
+from .validation import Money, check_write
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
+
+MAX_PROBLEMS = 1000
+
+
+class Record(Mapping[str, Any]):
+    """An immutable snapshot of one stored record.
+
+    Keys are the entity's field names plus ``id, created_at, updated_at, created_by,
+    version, deleted_at``; a ref holds the target's id, a money field a :class:`Money`.
+    Fields are also attributes: ``record.name``.
+    """
+
+    __slots__ = ("entity", "_data")
+
+    def __init__(self, entity: str, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "entity", entity)
+        object.__setattr__(self, "_data", MappingProxyType(dict(data)))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"{self.entity} has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("records are immutable; write through the record API")
+
+    def __repr__(self) -> str:
+        return f"<{self.entity} #{self._data.get('id')} {dict(self._data)!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Record):
+            return self.entity == other.entity and dict(self._data) == dict(other._data)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    """What a write did; passed to the ``before_commit`` and ``record_written`` hooks."""
+
+    entity: str
+    action: str  # create, update, delete, restore
+    record_id: int
+    values: Mapping[str, Any]
+    changes: Mapping[str, tuple[Any, Any]]
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: records, the total matching, and the cursor to go on."""
+
+    records: tuple[Record, ...]
+    total_count: int
+    has_next_page: bool
+    end_cursor: str | None
+    cursors: tuple[str, ...] = field(default=())
+
+
+def to_json(value: Any) -> Any:
+    """A stored value as JSON-ready data (audit trails, cursors, exports)."""
+    if isinstance(value, Money):
+        return {"amount": str(value.amount), "currency": value.currency}
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+class Records:
+    """The record API of one Engine (``engine.records``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- helpers ------------------------------------------------------------------------
+    def spec(self, entity: str) -> EntitySpec:
+        spec = self.engine.registry.get(entity)
+        if spec is None:
+            raise ValidationError(FieldProblem(entity, None, "is not a known entity"))
+        return spec
+
+    def _cls(self, entity: str) -> Any:
+        return self.engine.classes[entity]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One database transaction (joins an enclosing one); races become ConflictError."""
+        try:
+            with db_session:
+                yield
+        except (OptimisticCheckError, CommitException) as exc:
+            if isinstance(exc, CommitException) and not _is_conflict(exc):
+                raise
+            raise ConflictError(
+                "the record was changed by someone else meanwhile; reload it and try again"
+            ) from exc
+        except (TransactionIntegrityError, IntegrityError) as exc:
+            raise ConflictError(
+                f"the write breaks a uniqueness or reference rule of the database: {exc}"
+            ) from exc
+
+    def _values(self, spec: EntitySpec, obj: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": obj.id,
+            "created_at": obj.created_at,
+            "updated_at": obj.updated_at,
+            "created_by": obj.created_by,
+            "version": obj.version,
+            "deleted_at": obj.deleted_at,
+        }
+        for f in spec:
+            if f.type == "ref":
+                target = getattr(obj, f.name)
+                data[f.name] = target.get_pk() if target is not None else None
+            elif f.type == "money":
+                amount = getattr(obj, f.name)
+                currency = getattr(obj, currency_column(f.name))
+                data[f.name] = Money(amount, currency) if amount is not None else None
+            else:
+                data[f.name] = getattr(obj, f.name)
+        return data
+
+    def _record(self, spec: EntitySpec, obj: Any) -> Record:
+        return Record(spec.name, self._values(spec, obj))
+
+    def _pony_values(self, spec: EntitySpec, values: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            f = spec.fields[name]
+            if f.type == "ref":
+                out[name] = self._cls(f.to)[value] if value is not None else None  # type: ignore[index]
+            elif f.type == "money":
+                out[name] = value.amount if value is not None else None
+                out[currency_column(name)] = value.currency if value is not None else None
+            else:
+                out[name] = value
+        return out
+
+    def _part_reverses(self, spec: EntitySpec) -> dict[str, tuple[EntitySpec, FieldSpec]]:
+        """Reverse names of part entities (``parent:``) written together with ``spec``."""
+        parts = {}
+        for rname, rev in spec.reverses.items():
+            source = self.engine.registry[rev.source]
+            if source.parent == rev.field:
+                parts[rname] = (source, source.fields[rev.field])
+        return parts
+
+    # -- reading ------------------------------------------------------------------------
+    def scoped_query(
+        self, entity: str, actor: Actor = SYSTEM, *, include_deleted: bool = False
+    ) -> Any:
+        """A Pony query of the ``entity`` records ``actor`` may read (inside a db_session).
+
+        Plugins build analytics on it, so figures count only what the caller may see.
+        """
+        spec = self.spec(entity)
+        query = self._cls(entity).select()
+        if not include_deleted:
+            query = query.filter("lambda x: x.deleted_at is None", {}, {})
+        condition = self.engine.policy.read_condition(spec, actor, "x")
+        if condition is not None:
+            text, bound = condition
+            query = query.filter(f"lambda x: {text}", self._globals(), bound)
+        return query
+
+    def _globals(self) -> dict[str, Any]:
+        return {**self.engine.classes, "desc": desc}
+
+    def _scope(self, actor: Actor) -> Callable[[str, str], tuple[str, dict] | None]:
+        def scope(entity: str, var: str) -> tuple[str, dict] | None:
+            return self.engine.policy.read_condition(self.spec(entity), actor, var)
+
+        return scope
+
+    def _readable(self, actor: Actor) -> Callable[[str, str], bool]:
+        def readable(entity: str, field_name: str) -> bool:
+            return self.engine.policy.readable_field(self.spec(entity), actor, field_name)
+
+        return readable
+
+    def _load(self, spec: EntitySpec, record_id: Any, actor: Actor, *, deleted: bool) -> Any:
+        """The Pony object ``actor`` may read, or NotFound (a missing and an invisible
+        record look the same). ``deleted`` chooses the live records or the recycle bin."""
+        try:
+            rid = int(record_id)
+        except (TypeError, ValueError):
+            raise NotFound(f"{spec.name} {record_id!r} does not exist") from None
+        query = self.scoped_query(spec.name, actor, include_deleted=True)
+        obj = query.filter("lambda x: x.id == rid", {}, {"rid": rid}).first()
+        if obj is None or (obj.deleted_at is not None) != deleted:
+            state = "in the recycle bin" if deleted else "among live records"
+            raise NotFound(f"{spec.name} #{rid} does not exist {state} or is not visible to you")
+        return obj
+
+    def get(
+        self, entity: str, record_id: Any, *, actor: Actor = SYSTEM, deleted: bool = False
+    ) -> Record:
+        """One record, or NotFound when it is missing or not visible to ``actor``."""
+        spec = self.spec(entity)
+        with self.transaction():
+            return self._record(spec, self._load(spec, record_id, actor, deleted=deleted))
+
+    def list(
+        self,
+        entity: str,
+        *,
+        actor: Actor = SYSTEM,
+        filter: Mapping[str, Any] | None = None,
+        order_by: Sequence[Mapping[str, str]] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Page:
+        """A page of records matching ``filter`` (see filters.py), in ``order_by`` order.
+
+        ``first`` defaults to the configured page size and is capped; ``after`` is a
+        cursor from a previous page (opaque, signed).
+        """
+        spec = self.spec(entity)
+        config = self.engine.config
+        size = config.page_size_default if first is None else first
+        if size < 0 or size > config.page_size_max:
+            raise ValidationError(
+                FieldProblem(entity, "first", f"must be between 0 and {config.page_size_max}")
+            )
+        offset = self._decode_cursor(entity, after) + 1 if after else 0
+        compiled = compile_filter(
+            self.engine.registry,
+            self.engine.classes,
+            entity,
+            filter,
+            scope=self._scope(actor),
+            readable=self._readable(actor),
+        )
+        order = compile_order(
+            self.engine.registry, entity, order_by, readable=self._readable(actor)
+        )
+        with self.transaction():
+            query = self.scoped_query(entity, actor, include_deleted=compiled.include_deleted)
+            query = compiled.apply(query)
+            total = query.count()
+            rows = list(query.order_by(order, self._globals(), {})[offset : offset + size + 1])
+            records = tuple(self._record(spec, obj) for obj in rows[:size])
+        cursors = tuple(self._encode_cursor(entity, offset + i) for i in range(len(records)))
+        return Page(
+            records=records,
+            total_count=total,
+            has_next_page=len(rows) > size,
+            end_cursor=cursors[-1] if cursors else None,
+            cursors=cursors,
+        )
+
+    def _encode_cursor(self, entity: str, position: int) -> str:
+        payload = json.dumps([entity, position], separators=(",", ":")).encode()
+        mac = hmac.new(self.engine.secret, payload, hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
+
+    def _decode_cursor(self, entity: str, cursor: str) -> int:
+        bad = ValidationError(FieldProblem(entity, "after", "is not a cursor of this list"))
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            payload, mac = raw[:-12], raw[-12:]
+            good = hmac.new(self.engine.secret, payload, hashlib.sha256).digest()[:12]
+            if not hmac.compare_digest(mac, good):
+                raise bad
+            name, position = json.loads(payload)
+        except (ValueError, TypeError):
+            raise bad from None
+        if name != entity or not isinstance(position, int) or position < 0:
+            raise bad
+        return position
+
+    # -- checks that need the database ---------------------------------------------------
+    def _check_refs(
+        self, spec: EntitySpec, rows: Sequence[Mapping[str, Any]], actor: Actor
+    ) -> list[FieldProblem]:
+        """Every ref value must name a live record the actor may read (one query a field)."""
+        problems = []
+        for f in spec.refs():
+            wanted = {row[f.name] for row in rows if row.get(f.name) is not None}
+            if not wanted:
+                continue
+            # owner refs point at users, whom ordinary actors may not list
+            who = SYSTEM if f.name == "owner" else actor
+            found = {
+                obj.id
+                for obj in self.scoped_query(f.to, who).filter(  # type: ignore[arg-type]
+                    "lambda x: x.id in ids", {}, {"ids": list(wanted)}
+                )
+            }
+            for i, row in enumerate(rows):
+                value = row.get(f.name)
+                if value is not None and value not in found:
+                    problems.append(
+                        FieldProblem(
+                            spec.name, f.name, f"{f.to} #{value} does not exist", row=_row(rows, i)
+                        )
+                    )
+        return problems
+
+    def _check_unique(
+        self,
+        spec: EntitySpec,
+        rows: Sequence[Mapping[str, Any]],
+        exclude: int | None = None,
+    ) -> list[FieldProblem]:
+        """Unique fields must not repeat a value of another live record (nor in the batch)."""
+        problems = []
+        cls = self._cls(spec.name)
+        for f in spec:
+            if not f.unique:
+                continue
+            seen: dict[Any, int] = {}
+            for i, row in enumerate(rows):
+                value = row.get(f.name)
+                if value is None:
+                    continue
+                if value in seen:
+                    problems.append(
+                        FieldProblem(
+                            spec.name,
+                            f.name,
+                            f"{value!r} appears twice (also row {seen[value]})",
+                            row=_row(rows, i),
+                        )
+                    )
+                seen.setdefault(value, i + 1)
+            if not seen:
+                continue
+            taken = {
+                getattr(obj, f.name): obj.id
+                for obj in cls.select().filter(
+                    f"lambda x: x.deleted_at is None and x.{f.name} in values",
+                    {},
+                    {"values": list(seen)},
+                )
+                if obj.id != exclude
+            }
+            for i, row in enumerate(rows):
+                value = row.get(f.name)
+                if value in taken:
+                    problems.append(
+                        FieldProblem(
+                            spec.name,
+                            f.name,
+                            f"{value!r} is already used by {spec.name} #{taken[value]}",
+                            row=_row(rows, i),
+                        )
+                    )
+        return problems
+
+    # -- writing --------------------------------------------------------------------------
+    def create(self, entity: str, data: Mapping[str, Any], *, actor: Actor = SYSTEM) -> Record:
+        """Create one record (and its parts, given under their reverse names)."""
+        spec = self.spec(entity)
+        with self.transaction():
+            return self._create(spec, dict(data), actor)
+
+    def create_many(
+        self,
+        entity: str,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        actor: Actor = SYSTEM,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[int]:
+        """Create many records in one transaction: all are written, or none.
+
+        Rows are validated in batches (refs and uniqueness with one query per field and
+        batch); every problem carries its 1-based row number. Every record is audited.
+        """
+        spec = self.spec(entity)
+        ids: list[int] = []
+        problems: list[FieldProblem] = []
+        with self.transaction():
+            batch: list[dict[str, Any]] = []
+            start = 1
+            for row in rows:
+                batch.append(dict(row))
+                if len(batch) >= batch_size:
+                    ids.extend(self._create_batch(spec, batch, start, actor, problems))
+                    start += len(batch)
+                    batch = []
+                    if progress:
+                        progress(start - 1)
+            if batch:
+                ids.extend(self._create_batch(spec, batch, start, actor, problems))
+                if progress:
+                    progress(start - 1 + len(batch))
+            if problems:
+                raise ValidationError(problems[:MAX_PROBLEMS])
+        return ids
+
+    def _create_batch(
+        self,
+        spec: EntitySpec,
+        batch: list[dict[str, Any]],
+        start: int,
+        actor: Actor,
+        problems: list[FieldProblem],
+    ) -> list[int]:
+        currency = self.engine.config.currency
+        checked = []
+        for i, row in enumerate(batch):
+            check = check_write(spec, row, creating=True, actor=actor, currency=currency)
+            problems.extend(_at_row(p, start + i) for p in check.problems)
+            checked.append(self._with_owner(spec, check.values, actor))
+        rows_for_db = [dict(values, _row=start + i) for i, values in enumerate(checked)]
+        problems.extend(self._check_refs(spec, rows_for_db, actor))
+        problems.extend(self._check_unique(spec, rows_for_db))
+        if problems:
+            return []
+        return [self._insert(spec, values, actor).id for values in checked]
+
+    def _with_owner(self, spec: EntitySpec, values: dict[str, Any], actor: Actor) -> dict:
+        # A record someone creates is theirs unless an owner is given; the system's
+        # records (imports as system, demo data) start unowned, in the shared pool.
+        if spec.owned and "owner" not in values and actor.id is not None:
+            values = {**values, "owner": actor.id}
+        return values
+
+    def _create(self, spec: EntitySpec, data: dict[str, Any], actor: Actor) -> Record:
+        parts = self._part_reverses(spec)
+        part_rows = {name: data.pop(name) for name in list(data) if name in parts}
+        check = check_write(
+            spec, data, creating=True, actor=actor, currency=self.engine.config.currency
+        )
+        values = self._with_owner(spec, check.values, actor)
+        problems = check.problems + self._check_refs(spec, [values], actor)
+        problems += self._check_unique(spec, [values])
+        if problems:
+            raise ValidationError(problems)
+        self.engine.policy.check_write(spec, actor, "create", values)
+        obj = self._insert(spec, values, actor, finish=False)
+        for name, rows in part_rows.items():
+            self._write_parts(spec, obj, name, rows, parts[name], actor)
+        self._finish(spec, obj, "create", {}, actor)
+        return self._record(spec, obj)
+
+    def _insert(
+        self, spec: EntitySpec, values: Mapping[str, Any], actor: Actor, *, finish: bool = True
+    ) -> Any:
+        now = self.engine.now()
+        obj = self._cls(spec.name)(
+            created_at=now,
+            updated_at=now,
+            created_by=actor.id,
+            version=1,
+            **self._pony_values(spec, values),
+        )
+        obj.flush()
+        if finish:
+            self._finish(spec, obj, "create", {}, actor)
+        return obj
+
+    def _write_parts(
+        self,
+        spec: EntitySpec,
+        parent: Any,
+        name: str,
+        rows: Any,
+        part: tuple[EntitySpec, FieldSpec],
+        actor: Actor,
+    ) -> None:
+        """Replace the parts listed under ``name`` with ``rows`` (soft-deleting old ones)."""
+        part_spec, parent_field = part
+        if not isinstance(rows, list):
+            raise ValidationError(FieldProblem(spec.name, name, "must be a list"))
+        now = self.engine.now()
+        for old in getattr(parent, name).select(lambda p: p.deleted_at is None):
+            before = self._values(part_spec, old)
+            old.deleted_at = now
+            old.version += 1
+            self._audit(part_spec, old.id, "delete", {"deleted_at": [None, to_json(now)]}, actor)
+            self._emit(part_spec, old, "delete", {"deleted_at": (before["deleted_at"], now)}, actor)
+        for index, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise ValidationError(
+                    FieldProblem(spec.name, f"{name}[{index}]", "must be an object")
+                )
+            try:
+                self._create(part_spec, {**row, parent_field.name: parent.id}, actor)
+            except ValidationError as exc:
+                raise ValidationError(
+                    [
+                        FieldProblem(spec.name, f"{name}[{index}].{p.field}", p.message)
+                        for p in exc.problems
+                    ]
+                ) from None
+
+    def _finish(
+        self,
+        spec: EntitySpec,
+        obj: Any,
+        action: str,
+        changes: dict[str, tuple[Any, Any]],
+        actor: Actor,
+    ) -> None:
+        """Run before_commit (computed fields), write the audit event, tell the plugins."""
+        hook = self.engine.hook
+        if action in ("create", "update"):
+            event = self._event(spec, obj, action, changes, actor)
+            extra: dict[str, Any] = {}
+            for result in hook.before_commit(engine=self.engine, event=event):
+                if result:
+                    extra.update(result)
+            if extra:
+                check = check_write(
+                    spec,
+                    extra,
+                    creating=False,
+                    actor=SYSTEM,
+                    currency=self.engine.config.currency,
+                )
+                if check.problems:
+                    raise ValidationError(check.problems)
+                current = self._values(spec, obj)
+                for name, value in check.values.items():
+                    if current[name] != value:
+                        changes[name] = (current[name], value)
+                obj.set(**self._pony_values(spec, check.values))
+        if action == "create":
+            values = self._values(spec, obj)
+            audit = {
+                name: [None, to_json(value)]
+                for name, value in values.items()
+                if value is not None and name in spec.fields
+            }
+        else:
+            audit = {name: [to_json(old), to_json(new)] for name, (old, new) in changes.items()}
+        self._audit(spec, obj.id, action, audit, actor)
+        self._emit(spec, obj, action, changes, actor)
+
+    def _event(
+        self, spec: EntitySpec, obj: Any, action: str, changes: Mapping, actor: Actor
+    ) -> RecordEvent:
+        return RecordEvent(
+            entity=spec.name,
+            action=action,
+            record_id=obj.id,
+            values=MappingProxyType(self._values(spec, obj)),
+            changes=MappingProxyType(dict(changes)),
+            actor=actor,
+        )
+
+    def _emit(
+        self, spec: EntitySpec, obj: Any, action: str, changes: Mapping, actor: Actor
+    ) -> None:
+        self.engine.hook.record_written(
+            engine=self.engine, event=self._event(spec, obj, action, changes, actor)
+        )
+
+    def _audit(
+        self, spec: EntitySpec, record_id: int, action: str, changes: dict, actor: Actor
+    ) -> None:
+        self.engine.classes["GxAudit"](
+            entity=spec.name,
+            record_id=record_id,
+            action=action,
+            actor_id=actor.id,
+            actor=actor.username,
+            at=self.engine.now(),
+            changes=changes,
+        )
+
+    def update(
+        self,
+        entity: str,
+        record_id: Any,
+        data: Mapping[str, Any],
+        *,
+        actor: Actor = SYSTEM,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Patch a record: fields not in ``data`` are never touched.
+
+        With ``expected_version`` a stale write is a ConflictError; without it, a race
+        with another writer is still detected by the version column.
+        """
+        spec = self.spec(entity)
+        with self.transaction():
+            obj = self._load(spec, record_id, actor, deleted=False)
+            _check_version(spec, obj, expected_version)
+            data = dict(data)
+            parts = self._part_reverses(spec)
+            part_rows = {name: data.pop(name) for name in list(data) if name in parts}
+            current = self._values(spec, obj)
+            check = check_write(
+                spec,
+                data,
+                creating=False,
+                actor=actor,
+                currency=self.engine.config.currency,
+                current=current,
+            )
+            changed = {k: v for k, v in check.values.items() if current[k] != v}
+            problems = check.problems + self._check_refs(spec, [changed], actor)
+            problems += self._check_unique(spec, [changed], exclude=obj.id)
+            if problems:
+                raise ValidationError(problems)
+            if not changed and not part_rows:
+                return self._record(spec, obj)
+            self.engine.policy.check_write(spec, actor, "update", {**current, **changed})
+            obj.set(**self._pony_values(spec, changed))
+            obj.version = current["version"] + 1
+            obj.updated_at = self.engine.now()
+            for name, rows in part_rows.items():
+                self._write_parts(spec, obj, name, rows, parts[name], actor)
+            changes = {k: (current[k], v) for k, v in changed.items()}
+            self._finish(spec, obj, "update", changes, actor)
+            return self._record(spec, obj)
+
+    def delete(
+        self,
+        entity: str,
+        record_id: Any,
+        *,
+        actor: Actor = SYSTEM,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Soft-delete a record (and its parts) into the recycle bin.
+
+        Refused with ConflictError while live records refer to it through a required ref.
+        """
+        spec = self.spec(entity)
+        with self.transaction():
+            obj = self._load(spec, record_id, actor, deleted=False)
+            _check_version(spec, obj, expected_version)
+            parts = self._part_reverses(spec)
+            part_fields = {(p.name, f.name) for p, f in parts.values()}
+            for source, f in self.engine.registry.referrers(spec.name):
+                if not f.required or (source.name, f.name) in part_fields:
+                    continue
+                live = (
+                    self._cls(source.name)
+                    .select()
+                    .filter(
+                        f"lambda x: x.deleted_at is None and x.{f.name} == target",
+                        {},
+                        {"target": obj},
+                    )
+                    .count()
+                )
+                if live:
+                    raise ConflictError(
+                        f"{spec.name} #{obj.id} cannot be deleted: {live} live {source.name} "
+                        f"record(s) refer to it through {source.name}.{f.name}"
+                    )
+            self.engine.policy.check_write(spec, actor, "delete", self._values(spec, obj))
+            now = self.engine.now()
+            for name, (part_spec, _f) in parts.items():
+                for part in getattr(obj, name).select(lambda p: p.deleted_at is None):
+                    self._soft_delete(part_spec, part, now, actor)
+            self._soft_delete(spec, obj, now, actor)
+            return self._record(spec, obj)
+
+    def _soft_delete(self, spec: EntitySpec, obj: Any, now: datetime, actor: Actor) -> None:
+        obj.deleted_at = now
+        obj.version += 1
+        self._finish(spec, obj, "delete", {"deleted_at": (None, now)}, actor)
+
+    def restore(self, entity: str, record_id: Any, *, actor: Actor = SYSTEM) -> Record:
+        """Bring a record (and the parts deleted with it) back from the recycle bin.
+
+        A ConflictError when a unique value was reused meanwhile.
+        """
+        spec = self.spec(entity)
+        with self.transaction():
+            obj = self._load(spec, record_id, actor, deleted=True)
+            values = self._values(spec, obj)
+            clashes = self._check_unique(spec, [values], exclude=obj.id)
+            if clashes:
+                raise ConflictError(
+                    f"{spec.name} #{obj.id} cannot be restored: "
+                    + "; ".join(f"{p.field} {p.message}" for p in clashes)
+                )
+            self.engine.policy.check_write(spec, actor, "restore", values)
+            deleted_at = obj.deleted_at
+            for name, (part_spec, _f) in self._part_reverses(spec).items():
+                for part in getattr(obj, name).select(lambda p: p.deleted_at == deleted_at):
+                    self._undelete(part_spec, part, actor)
+            self._undelete(spec, obj, actor)
+            return self._record(spec, obj)
+
+    def _undelete(self, spec: EntitySpec, obj: Any, actor: Actor) -> None:
+        before = obj.deleted_at
+        obj.deleted_at = None
+        obj.version += 1
+        obj.updated_at = self.engine.now()
+        self._finish(spec, obj, "restore", {"deleted_at": (before, None)}, actor)
+
+    def audit_trail(self, entity: str, record_id: int) -> list[dict[str, Any]]:
+        """The audit events of one record, oldest first (for admins and tests)."""
+        audit = self.engine.classes["GxAudit"]
+        with self.transaction():
+            rows = (
+                audit.select()
+                .filter(
+                    "lambda a: a.entity == e and a.record_id == r",
+                    {},
+                    {"e": entity, "r": record_id},
+                )
+                .order_by("lambda a: a.id", {}, {})
+            )
+            return [
+                {
+                    "action": a.action,
+                    "actor": a.actor,
+                    "actor_id": a.actor_id,
+                    "at": a.at,
+                    "changes": dict(a.changes or {}),
+                }
+                for a in rows
+            ]
+
+
+def _row(rows: Sequence[Mapping[str, Any]], index: int) -> int | None:
+    return rows[index].get("_row")
+
+
+def _at_row(problem: FieldProblem, row: int) -> FieldProblem:
+    return FieldProblem(problem.entity, problem.field, problem.message, row=row)
+
+
+def _check_version(spec: EntitySpec, obj: Any, expected: int | None) -> None:
+    if expected is not None and obj.version != expected:
+        raise ConflictError(
+            f"{spec.name} #{obj.id} is at version {obj.version}, not {expected}: "
+            "someone changed it meanwhile; reload it and try again"
+        )
+
+
+def _is_conflict(exc: CommitException) -> bool:
+    return any(
+        isinstance(inner, OptimisticCheckError | TransactionIntegrityError | IntegrityError)
+        for inner in getattr(exc, "exceptions", [])
+    ) or isinstance(exc.__cause__, OptimisticCheckError | IntegrityError)

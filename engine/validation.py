@@ -1,0 +1,264 @@
+"""Checking and normalising field values against entity metadata.
+
+:func:`coerce` turns one input value into the stored form of its field type (or raises
+ValueError with a message for a person); :func:`check_write` checks a whole write and
+collects every problem, so a caller learns about all bad fields at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+
+from .actor import Actor
+from .errors import FieldProblem
+from .metadata import BASE_FIELDS, EntitySpec, FieldSpec
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_PHONE = re.compile(r"^\+?[0-9 ()\-./]{3,}((\s*(ext\.?|x|转|#)\s*)[0-9]{1,6})?$", re.IGNORECASE)
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class Money(NamedTuple):
+    """An amount with its ISO 4217 currency."""
+
+    amount: Decimal
+    currency: str
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+@dataclass(frozen=True)
+class WriteCheck:
+    """Result of :func:`check_write`: clean values to store and every problem found."""
+
+    values: dict[str, Any]
+    problems: list[FieldProblem]
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        value = repr(value)
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not result.is_finite():
+        raise ValueError("must be a finite number")
+    return result
+
+
+def _fit_decimal(value: Decimal, precision: int, scale: int) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > scale:
+        raise ValueError(f"has more than {scale} decimal places")
+    digits_before = len(value.quantize(Decimal(1)).copy_abs().as_tuple().digits)
+    if value.copy_abs() >= 1 and digits_before > precision - scale:
+        raise ValueError(f"has more than {precision - scale} digits before the decimal point")
+    return value
+
+
+def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
+    """``value`` in the stored form of ``f``'s type; ValueError says what is wrong.
+
+    None passes through (required-ness is checked by the caller). Strings are accepted for
+    numbers and dates so importers and the CLI can pass text.
+    """
+    if value is None:
+        return None
+    t = f.type
+    if t in ("string", "text", "email", "phone", "enum"):
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        value = value.strip() if t != "text" else value
+        if value == "":
+            return None
+        limit = f.column_length if t != "text" else f.max_length
+        if limit and len(value) > limit:
+            raise ValueError(f"is longer than {limit} characters")
+        if t == "email":
+            if not _EMAIL.match(value):
+                raise ValueError(f"{value!r} is not an e-mail address")
+            local, _, domain = value.rpartition("@")
+            return f"{local}@{domain.lower()}"
+        if t == "phone" and (not _PHONE.match(value) or sum(ch.isdigit() for ch in value) < 5):
+            raise ValueError(f"{value!r} is not a phone number")
+        if t == "enum" and value not in f.choice_values():
+            raise ValueError(f"{value!r} is not one of {', '.join(f.choice_values())}")
+        return value
+    if t == "int":
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError("is out of range")
+        return value
+    if t == "float":
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+        if not math.isfinite(result):
+            raise ValueError("must be a finite number")
+        return result
+    if t == "decimal":
+        return _fit_decimal(_decimal(value), f.precision, f.scale)
+    if t == "money":
+        return _money(value, currency)
+    if t == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValueError("must be true or false")
+    if t == "date":
+        if isinstance(value, datetime):
+            raise ValueError("must be a date without a time")
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if t == "datetime":
+        if not isinstance(value, datetime):
+            try:
+                value = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"{value!r} is not a date and time (ISO 8601)") from None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+    if t == "json":
+        _check_json(value)
+        return value
+    if t == "ref":
+        if isinstance(value, Mapping) and "id" in value:
+            value = value["id"]
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"must be the id of a {f.to}")
+        return value
+    raise AssertionError(t)
+
+
+def _money(value: Any, currency: str) -> Money:
+    if isinstance(value, Mapping):
+        if "amount" not in value:
+            raise ValueError("needs an amount")
+        amount, cur = value["amount"], value.get("currency") or currency
+    elif isinstance(value, tuple) and len(value) == 2:
+        amount, cur = value
+    elif isinstance(value, str) and len(value.split()) == 2:
+        amount, cur = value.split()
+    else:
+        amount, cur = value, currency
+    cur = str(cur).strip().upper()
+    if not _CURRENCY.match(cur):
+        raise ValueError(f"currency {cur!r} is not an ISO 4217 code")
+    return Money(_fit_decimal(_decimal(amount), 18, 2), cur)
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    if depth > 32:
+        raise ValueError("is nested too deeply")
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must contain finite numbers only")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("object keys must be text")
+            _check_json(item, depth + 1)
+        return
+    raise ValueError(f"cannot store a {type(value).__name__} as JSON")
+
+
+def _in_range(f: FieldSpec, value: Any) -> str | None:
+    compare = value.amount if isinstance(value, Money) else value
+    if f.min is not None and compare < f.min:
+        return f"must be at least {f.min}"
+    if f.max is not None and compare > f.max:
+        return f"must be at most {f.max}"
+    return None
+
+
+def check_write(
+    spec: EntitySpec,
+    data: Mapping[str, Any],
+    *,
+    creating: bool,
+    actor: Actor,
+    currency: str,
+    current: Mapping[str, Any] | None = None,
+) -> WriteCheck:
+    """Check the fields of one create (``creating``) or patch; collect every problem.
+
+    Defaults fill absent fields on create. Read-only and internal fields may be written
+    only by the system (plugins computing totals, the engine's own user management).
+    Uniqueness and ref targets need the database and are checked by the record API.
+    """
+    problems: list[FieldProblem] = []
+    values: dict[str, Any] = {}
+    for name, raw in data.items():
+        f = spec.fields.get(name)
+        if f is None:
+            message = (
+                "is managed by the engine"
+                if name in BASE_FIELDS
+                else f"is not a field of {spec.name}"
+            )
+            problems.append(FieldProblem(spec.name, name, message))
+            continue
+        if (f.readonly or f.internal) and not actor.is_system:
+            problems.append(FieldProblem(spec.name, name, "is read-only"))
+            continue
+        try:
+            value = coerce(f, raw, currency)
+        except ValueError as exc:
+            problems.append(FieldProblem(spec.name, name, str(exc)))
+            continue
+        if value is not None:
+            message = _in_range(f, value)
+            if message:
+                problems.append(FieldProblem(spec.name, name, message))
+                continue
+        values[name] = value
+    if creating:
+        for f in spec:
+            if f.name not in data and f.default is not None:
+                values[f.name] = coerce(f, f.default, currency)
+    for f in spec:
+        if not f.required:
+            continue
+        after = values.get(f.name) if f.name in values else (current or {}).get(f.name)
+        if after is None and (creating or f.name in values):
+            if not any(p.field == f.name for p in problems):
+                problems.append(FieldProblem(spec.name, f.name, "is required"))
+    return WriteCheck(values, problems)

@@ -1,0 +1,122 @@
+"""Fixtures shared by the suite.
+
+Every test that touches a database runs twice: on a fresh SQLite file and, when
+GUANXI_TEST_POSTGRES_URL is set, on a fresh PostgreSQL database made for that test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+from guanxi.engine import Config, Engine
+
+TESTS = Path(__file__).parent
+POSTGRES_ENV = "GUANXI_TEST_POSTGRES_URL"
+SKIP_POSTGRES = (
+    f"PostgreSQL run skipped: set {POSTGRES_ENV}, e.g. postgres://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def load_test_plugin(name: str) -> ModuleType:
+    """Import ``tests/plugins/<name>.py`` as a fresh module (tests register it by object)."""
+    module_name = f"guanxi_test_plugins.{name}"
+    spec = importlib.util.spec_from_file_location(module_name, TESTS / "plugins" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def test_plugin() -> Callable[[str], ModuleType]:
+    return load_test_plugin
+
+
+def _postgres_admin_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+def create_postgres_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    """A new empty database on the server of ``admin_url``; returns its URL and a dropper."""
+    import psycopg2
+
+    name = f"gx_test_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    parts = urlparse(admin_url)
+
+    def drop() -> None:
+        conn = psycopg2.connect(admin_url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+    return urlunparse(parts._replace(path=f"/{name}")), drop
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'guanxi.db'}"
+        return
+    admin = _postgres_admin_url()
+    if not admin:
+        pytest.skip(SKIP_POSTGRES)
+    url, drop = create_postgres_database(admin)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty admin home (``GUANXI_HOME``)."""
+    path = tmp_path / "home"
+    (path / "entities").mkdir(parents=True)
+    (path / "workflows").mkdir()
+    return path
+
+
+@pytest.fixture
+def make_engine(database_url: str, home: Path) -> Iterator[Callable[..., Engine]]:
+    """Build (and by default open) engines on this test's database; closed at teardown.
+
+    Installed entry-point plugins are not loaded unless ``use_entry_points=True``, so a
+    test sees exactly the plugins it passes.
+    """
+    engines: list[Engine] = []
+
+    def make(
+        *plugins: Any,
+        open: bool = True,
+        migrate: bool = True,
+        use_entry_points: bool = False,
+        **config: Any,
+    ) -> Engine:
+        cfg = Config(home=home, database_url=database_url, **config)
+        engine = Engine(cfg, plugins=plugins, use_entry_points=use_entry_points)
+        engines.append(engine)
+        if open:
+            engine.open(migrate=migrate)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
