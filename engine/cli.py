@@ -160,6 +160,36 @@ def entities_command(name: str | None, lang: str) -> None:
         )
 
 
+@cli.command()
+@click.option(
+    "--size", type=click.Choice(["small", "large"]), default="small", show_default=True,
+    help="small: a believable company to click through; large: volume for benchmarks.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same data.")
+def demo(size: str, seed: int) -> None:
+    """Fill the database with demo data contributed by the plugins."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    engine = make_engine()
+    if not len(engine.demo_data):
+        raise click.ClickException("no loaded plugin contributes demo data")
+    try:
+        engine.open(migrate=True)
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as bar:
+            for item in engine.demo_data:
+                task = bar.add_task(f"{item.name} ({item.origin})", total=None)
+
+                def progress(done: int, total: int | None = None, task: Any = task) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                item.value(engine, size, seed, progress)
+    finally:
+        engine.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``guanxi`` console script."""
     try:

@@ -16,6 +16,7 @@ from typing import Any
 from pony.orm import db_session
 
 from .config import Config
+from .contributions import collect
 from .database import DatabaseURL, bind, build_database
 from .errors import ConfigError, MigrationError
 from .metadata import EntityRegistry
@@ -99,6 +100,15 @@ class Engine:
         )
         self.hook = self.pm.hook
         self.registry = self._build_registry()
+        found = collect(self.pm)
+        #: Roles by name; the engine's own ``admin`` first (plugins may not replace it).
+        self.roles = found["role"]
+        self.workflow_files = found["workflow_file"]
+        self.actions = found["action"]
+        self.conditions = found["condition"]
+        self.analytics = found["analytics"]
+        self.periodic_jobs = found["periodic_job"]
+        self.demo_data = found["demo_data"]
         self.db, self.classes = build_database(self.registry)
         self.url = DatabaseURL.parse(self.config.db_url, self.config.home)
         self.records = Records(self)

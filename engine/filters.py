@@ -50,7 +50,7 @@ MAX_VALUES = 10_000  #: bound values in one filter (SQLite allows ~32k parameter
 MAX_ORDER_KEYS = 10
 
 #: scope(entity, var) -> (Pony condition on ``var``, its bound values) or None (no limit).
-Scope = Callable[[str, str], "tuple[str, dict[str, Any]] | None"]
+Scope = Callable[[str, str], tuple[str, dict[str, Any]] | None]
 #: readable(entity, field) -> False hides the field: it is treated exactly like unknown.
 Readable = Callable[[str, str], bool]
 
@@ -443,7 +443,10 @@ def compile_filter(
     ``scope`` is ANDed into every ref subquery, so a nested filter only sees target records
     the caller may read; the top-level scope and ``deleted_at is None`` are the caller's
     (skip the latter when ``include_deleted``). Fields ``readable`` refuses are reported as
-    unknown. Every mistake raises ValidationError naming the dotted path (``customer.region``).
+    unknown. Every mistake raises ValidationError naming the dotted path (``customer.region``)
+    and what is allowed there; so does going past MAX_DEPTH nesting levels, MAX_CONDITIONS
+    conditions, MAX_LIST items in one list or MAX_VALUES bound values. Equal filters give
+    equal text (names are positional), so Pony's translation cache is reused.
     """
     if entity not in registry:
         raise ValidationError(FieldProblem(entity, None, "is not a known entity"))
