@@ -16,7 +16,6 @@ import pluggy
 from .errors import PluginError
 from .plugins import call_with_origin
 
-
 #: The one role the engine itself knows; business roles come from plugins.
 ADMIN_ROLE = {
     "label": "System administrator",
@@ -72,8 +71,15 @@ def collect(pm: pluggy.PluginManager) -> dict[str, Contributions]:
     """Call every ``register_*`` hook except entities once and keep what they give."""
     found = {
         kind: Contributions(kind.replace("_", " "))
-        for kind in ("role", "workflow_file", "action", "condition", "analytics",
-                     "periodic_job", "demo_data")
+        for kind in (
+            "role",
+            "workflow_file",
+            "action",
+            "condition",
+            "analytics",
+            "periodic_job",
+            "demo_data",
+        )
     }
 
     def named(kind: str) -> Callable[[str], Callable[..., None]]:
