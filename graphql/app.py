@@ -36,6 +36,7 @@ def create_app() -> Any:
         yield
         engine.close()
 
-    app = build_app(engine)
+    # Through the hook, not build_app directly: the first plugin answering asgi_app wins.
+    app = engine.hook.asgi_app(engine=engine)
     app.router.lifespan_context = lifespan
     return app
