@@ -162,7 +162,10 @@ def entities_command(name: str | None, lang: str) -> None:
 
 @cli.command()
 @click.option(
-    "--size", type=click.Choice(["small", "large"]), default="small", show_default=True,
+    "--size",
+    type=click.Choice(["small", "large"]),
+    default="small",
+    show_default=True,
     help="small: a believable company to click through; large: volume for benchmarks.",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same data.")
@@ -176,7 +179,9 @@ def demo(size: str, seed: int) -> None:
     try:
         engine.open(migrate=True)
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
             TimeElapsedColumn(),
         ) as bar:
             for item in engine.demo_data:
