@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from pony.orm import Database, Json, Optional, PrimaryKey, Required, Set, composite_index
+from pony.orm import (
+    Database,
+    Json,
+    Optional,
+    PrimaryKey,
+    Required,
+    Set,
+    composite_index,
+    composite_key,
+)
 
 from .errors import ConfigError
 from .metadata import CURRENCY_SUFFIX, EntityRegistry, EntitySpec, FieldSpec
@@ -140,7 +149,74 @@ def _define_system_entities(db: Database) -> dict[str, type]:
         key = PrimaryKey(str, 64)
         value = Required(str)
 
-    return {"GxAudit": GxAudit, "GxSetting": GxSetting}
+    class GxWorkflowEvent(db.Entity):
+        """One fired transition (or a record entering its initial state)."""
+
+        _table_ = "guanxi_workflow_event"
+        id = PrimaryKey(int, auto=True)
+        workflow = Required(str, 100)
+        workflow_version = Required(str, 32)
+        entity = Required(str, 64)
+        record_id = Required(int, size=64)
+        trigger = Optional(str, 100, nullable=True)
+        from_state = Optional(str, 100, nullable=True)
+        to_state = Required(str, 100)
+        actor_id = Optional(int, size=64)
+        actor = Required(str, 150)
+        at = Required(datetime)
+        payload = Optional(Json, nullable=True)
+        composite_index(entity, record_id)
+
+    class GxTimer(db.Entity):
+        """A state timeout due at ``due_at``; fired once by a worker (status moves on)."""
+
+        _table_ = "guanxi_timer"
+        id = PrimaryKey(int, auto=True)
+        workflow = Required(str, 100)
+        entity = Required(str, 64)
+        record_id = Required(int, size=64)
+        state = Required(str, 100)
+        due_at = Required(datetime, index=True)
+        status = Required(str, 16, default="pending", index=True)
+        done_at = Optional(datetime)
+        note = Optional(str, 500, nullable=True)
+        composite_index(entity, record_id)
+
+    class GxOutbox(db.Entity):
+        """A message to deliver after commit, at least once, keyed for idempotency."""
+
+        _table_ = "guanxi_outbox"
+        id = PrimaryKey(int, auto=True)
+        channel = Required(str, 64)
+        key = Required(str, 200, unique=True)
+        payload = Optional(Json, nullable=True)
+        status = Required(str, 16, default="pending", index=True)
+        attempts = Required(int, default=0)
+        next_attempt_at = Required(datetime)
+        last_error = Optional(str, 1000, nullable=True)
+        created_at = Required(datetime)
+        delivered_at = Optional(datetime)
+
+    class GxIdempotency(db.Entity):
+        """The first result of an operation sent with an idempotency key."""
+
+        _table_ = "guanxi_idempotency"
+        id = PrimaryKey(int, auto=True)
+        scope = Required(str, 200)  # actor and operation
+        key = Required(str, 200)
+        request_hash = Required(str, 64)
+        result = Optional(Json, nullable=True)
+        created_at = Required(datetime)
+        composite_key(scope, key)
+
+    return {
+        "GxAudit": GxAudit,
+        "GxSetting": GxSetting,
+        "GxWorkflowEvent": GxWorkflowEvent,
+        "GxTimer": GxTimer,
+        "GxOutbox": GxOutbox,
+        "GxIdempotency": GxIdempotency,
+    }
 
 
 def build_database(registry: EntityRegistry) -> tuple[Database, dict[str, type]]:

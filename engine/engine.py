@@ -113,6 +113,8 @@ class Engine:
         self.url = DatabaseURL.parse(self.config.db_url, self.config.home)
         self.records = Records(self)
         self.policy: Policy = AllowAll()
+        #: The workflow runtime once workflows are loaded (None: no entity is bound).
+        self.runtime: Any = None
         self.clock = clock or utcnow
         self.secret = b""
         self.is_open = False

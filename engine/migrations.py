@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -115,7 +115,9 @@ def _recorded(fetch: Fetch, tables: set[str]) -> dict[str, Any] | None:
     return json.loads(rows[0][0]) if rows else None
 
 
-def _plan(fetch: Fetch, sqlite: bool, registry: EntityRegistry) -> MigrationPlan:
+def _plan(
+    fetch: Fetch, sqlite: bool, registry: EntityRegistry, engine_tables: Sequence[str] = ()
+) -> MigrationPlan:
     tables = _table_names(fetch, sqlite)
     wanted = schema_snapshot(registry)["entities"]
     try:
@@ -164,8 +166,19 @@ def _plan(fetch: Fetch, sqlite: bool, registry: EntityRegistry) -> MigrationPlan
                 changes.append(_create(name, entity["table"]))
         else:
             _diff_entity(name, old["fields"], entity["fields"], changes, refused)
+    # The engine's own tables (audit, history, timers...) are not in the snapshot: a newer
+    # guanxi may bring a new one, which is created like a new entity.
+    for table in engine_tables:
+        if table not in tables:
+            changes.append(Change(table, None, "create_table", f"create engine table {table}"))
     retained = tuple(sorted(set(old_entities) - set(wanted)))
     return MigrationPlan(tuple(changes), tuple(refused), retained, False)
+
+
+def _engine_tables(db: Database) -> list[str]:
+    return sorted(
+        name for name in db.schema.tables if name.startswith("guanxi_") and name != SCHEMA_TABLE
+    )
 
 
 def _create(entity: str, table: str) -> Change:
@@ -277,7 +290,7 @@ def plan_migration(db: Database, registry: EntityRegistry) -> MigrationPlan:
         return [row if isinstance(row, tuple) else (row,) for row in db.select(sql)]
 
     with db_session:
-        return _plan(fetch, _is_sqlite(db), registry)
+        return _plan(fetch, _is_sqlite(db), registry, _engine_tables(db))
 
 
 @contextmanager
@@ -327,7 +340,7 @@ def apply_migration(db: Database, registry: EntityRegistry) -> MigrationPlan:
                 "applied_at TIMESTAMPTZ NOT NULL, snapshot TEXT NOT NULL)"
             )
         cursor.execute(ddl)
-        plan = _plan(fetch, sqlite, registry)
+        plan = _plan(fetch, sqlite, registry, _engine_tables(db))
         if plan.refused:
             raise MigrationError(
                 "The database schema cannot follow the metadata; nothing was changed:\n"

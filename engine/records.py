@@ -401,6 +401,25 @@ class Records:
                     )
         return problems
 
+    def _without_state(
+        self, spec: EntitySpec, data: dict[str, Any], *, creating: bool
+    ) -> dict[str, Any]:
+        """Refuse writes to a workflow's state field: only transitions move it. A create
+        may name the initial state (it is where every record starts anyway)."""
+        runtime = self.engine.runtime
+        wf = runtime.by_entity.get(spec.name) if runtime is not None else None
+        if wf is None or wf.field not in data:
+            return data
+        if creating and data[wf.field] in (None, wf.initial):
+            return {k: v for k, v in data.items() if k != wf.field}
+        raise ValidationError(
+            FieldProblem(
+                spec.name,
+                wf.field,
+                f"is moved only by the transitions of workflow {wf.name}; fire one instead",
+            )
+        )
+
     # -- writing --------------------------------------------------------------------------
     def create(self, entity: str, data: Mapping[str, Any], *, actor: Actor = SYSTEM) -> Record:
         """Create one record (and its parts, given under their reverse names)."""
@@ -455,6 +474,11 @@ class Records:
         currency = self.engine.config.currency
         checked = []
         for i, row in enumerate(batch):
+            try:
+                row = self._without_state(spec, row, creating=True)
+            except ValidationError as exc:
+                problems.extend(_at_row(p, start + i) for p in exc.problems)
+                continue
             check = check_write(spec, row, creating=True, actor=actor, currency=currency)
             problems.extend(_at_row(p, start + i) for p in check.problems)
             checked.append(self._with_owner(spec, check.values, actor))
@@ -475,6 +499,7 @@ class Records:
     def _create(self, spec: EntitySpec, data: dict[str, Any], actor: Actor) -> Record:
         parts = self._part_reverses(spec)
         part_rows = {name: data.pop(name) for name in list(data) if name in parts}
+        data = self._without_state(spec, data, creating=True)
         check = check_write(
             spec, data, creating=True, actor=actor, currency=self.engine.config.currency
         )
@@ -502,6 +527,9 @@ class Records:
             **self._pony_values(spec, values),
         )
         obj.flush()
+        runtime = self.engine.runtime
+        if runtime is not None:
+            runtime.record_created(spec.name, obj, actor)
         if finish:
             self._finish(spec, obj, "create", {}, actor)
         return obj
@@ -638,6 +666,7 @@ class Records:
             parts = self._part_reverses(spec)
             part_rows = {name: data.pop(name) for name in list(data) if name in parts}
             current = self._values(spec, obj)
+            data = self._without_state(spec, data, creating=False)
             check = check_write(
                 spec,
                 data,
