@@ -195,6 +195,46 @@ def demo(size: str, seed: int) -> None:
         engine.close()
 
 
+@cli.command()
+@click.option("--once", is_flag=True, help="Do one pass (due timers, jobs, outbox) and exit.")
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds to wait when there is nothing to do.",
+)
+def worker(once: bool, poll: float) -> None:
+    """Fire due workflow timers, run periodic jobs and deliver outbox messages.
+
+    Run as many as you like against PostgreSQL: work is claimed so nothing runs twice.
+    Refuses to start while database migrations are pending.
+    """
+    from .worker import run_worker
+
+    engine = make_engine()
+    engine.open()
+
+    def report(result: Any) -> None:
+        if result.busy or once:
+            click.echo(
+                f"timers fired: {result.timers}, jobs run: {result.jobs}, "
+                f"messages delivered: {result.delivered}, failed: {result.failed}"
+            )
+
+    try:
+        run_worker(engine, poll_seconds=poll, once=once, on_pass=report)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.close()
+
+
+from .workflow_cli import workflow  # noqa: E402 - it imports make_engine from here
+
+cli.add_command(workflow)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``guanxi`` console script."""
     try:

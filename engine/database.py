@@ -209,8 +209,32 @@ def _define_system_entities(db: Database) -> dict[str, type]:
         created_at = Required(datetime)
         composite_key(scope, key)
 
+    class GxJobRun(db.Entity):
+        """A periodic job's claim on one period: the unique key makes it run once."""
+
+        _table_ = "guanxi_job_run"
+        id = PrimaryKey(int, auto=True)
+        name = Required(str, 100)
+        period = Required(int, size=64)
+        started_at = Required(datetime)
+        composite_key(name, period)
+
+    class GxNotification(db.Entity):
+        """A message in a user's in-app inbox (the built-in channel of ``notify``)."""
+
+        _table_ = "guanxi_notification"
+        id = PrimaryKey(int, auto=True)
+        user_id = Required(int, size=64, index=True)
+        template = Required(str, 200)
+        payload = Optional(Json, nullable=True)
+        key = Required(str, 200, unique=True)
+        created_at = Required(datetime)
+        read_at = Optional(datetime)
+
     return {
         "GxAudit": GxAudit,
+        "GxJobRun": GxJobRun,
+        "GxNotification": GxNotification,
         "GxSetting": GxSetting,
         "GxWorkflowEvent": GxWorkflowEvent,
         "GxTimer": GxTimer,

@@ -24,6 +24,9 @@ from .migrations import MigrationPlan, apply_migration, plan_migration
 from .plugins import PluginInfo, call_with_origin, load_plugins
 from .policy import AllowAll, Policy
 from .records import Records
+from .roles import load_roles
+from .workflow_defs import load_workflows, wanted_state_fields
+from .workflow_runtime import WorkflowRuntime
 from .yamlload import load_yaml
 
 #: Entities every installation has; plugins refer to them by name.
@@ -99,7 +102,6 @@ class Engine:
             self.config, extra=plugins, use_entry_points=use_entry_points
         )
         self.hook = self.pm.hook
-        self.registry = self._build_registry()
         found = collect(self.pm)
         #: Roles by name; the engine's own ``admin`` first (plugins may not replace it).
         self.roles = found["role"]
@@ -109,15 +111,20 @@ class Engine:
         self.analytics = found["analytics"]
         self.periodic_jobs = found["periodic_job"]
         self.demo_data = found["demo_data"]
+        self.registry = self._build_registry()
         self.db, self.classes = build_database(self.registry)
         self.url = DatabaseURL.parse(self.config.db_url, self.config.home)
         self.records = Records(self)
         self.policy: Policy = AllowAll()
-        #: The workflow runtime once workflows are loaded (None: no entity is bound).
-        self.runtime: Any = None
         self.clock = clock or utcnow
         self.secret = b""
         self.is_open = False
+        # Roles and workflow definitions are checked at start-up: a bad file stops it here.
+        self.role_defs = load_roles(self.roles, self.config.home / "roles.yaml", self.registry)
+        loaded = load_workflows(self)
+        self.workflows = loaded.workflows
+        self.workflow_notices = loaded.notices
+        self.runtime = WorkflowRuntime(self, self.workflows)
 
     def now(self) -> datetime:
         return self.clock()
@@ -145,6 +152,25 @@ class Engine:
         )
         for path in self.admin_files("entities"):
             self._declare_admin_file(registry, path)
+        # A workflow may bind a state field its entity does not declare: add it as an enum
+        # of the workflow's states.
+        for wanted in wanted_state_fields(self):
+            if registry.declares(wanted.entity) and not registry.declares(
+                wanted.entity, wanted.field
+            ):
+                registry.extend(
+                    wanted.entity,
+                    {
+                        wanted.field: {
+                            "type": "enum",
+                            "label": "State",
+                            "labels": {"zh": "状态"},
+                            "indexed": True,
+                            "choices": [{"value": k, **v} for k, v in wanted.states.items()],
+                        }
+                    },
+                    wanted.where,
+                )
         return registry.finalize()
 
     def admin_files(self, folder: str) -> list[Path]:
@@ -213,6 +239,11 @@ class Engine:
             plan = apply_migration(self.db, self.registry)
         self.is_open = True
         self.secret = self._installation_secret()
+        try:
+            self.state_changes = self.runtime.reconcile_states()
+        except ConfigError:
+            self.close()
+            raise
         return plan
 
     def pending_migration(self) -> MigrationPlan:

@@ -478,6 +478,15 @@ class EntityRegistry:
         fields = parse_fields(raw_fields, where, self._problems)
         self._extensions.append((entity, fields, where))
 
+    def declares(self, entity: str, field_name: str | None = None) -> bool:
+        """Whether ``entity`` (and its ``field_name``, own or extended) is declared so far."""
+        spec = self._specs.get(entity)
+        if spec is None or field_name is None:
+            return spec is not None
+        return field_name in spec.fields or any(
+            name == entity and field_name in fields for name, fields, _ in self._extensions
+        )
+
     def finalize(self) -> EntityRegistry:
         """Merge extensions, resolve refs and reverse names; raise every problem at once."""
         self._check_open()

@@ -27,7 +27,8 @@ from pony.orm import (
     db_session,
     desc,
 )
-from pony.orm.dbapiprovider import IntegrityError
+from pony.orm import core as pony_core
+from pony.orm.dbapiprovider import IntegrityError, OperationalError
 
 from .actor import SYSTEM, Actor
 from .database import currency_column
@@ -136,10 +137,15 @@ class Records:
         return self.engine.classes[entity]
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One database transaction (joins an enclosing one); races become ConflictError."""
+    def transaction(self, *, write: bool = False) -> Iterator[None]:
+        """One database transaction (joins an enclosing one); races become ConflictError.
+
+        ``write`` begins it at once (SQLite ``BEGIN IMMEDIATE``), so a concurrent writer
+        waits for this one instead of failing on a stale snapshot later.
+        """
+        session = db_session(immediate=True) if write and not _in_session() else db_session
         try:
-            with db_session:
+            with session:
                 yield
         except (OptimisticCheckError, CommitException) as exc:
             if isinstance(exc, CommitException) and not _is_conflict(exc):
@@ -150,6 +156,12 @@ class Records:
         except (TransactionIntegrityError, IntegrityError) as exc:
             raise ConflictError(
                 f"the write breaks a uniqueness or reference rule of the database: {exc}"
+            ) from exc
+        except OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            raise ConflictError(
+                "the database is busy with another write; try again in a moment"
             ) from exc
 
     def _values(self, spec: EntitySpec, obj: Any) -> dict[str, Any]:
@@ -231,15 +243,25 @@ class Records:
 
         return readable
 
-    def _load(self, spec: EntitySpec, record_id: Any, actor: Actor, *, deleted: bool) -> Any:
+    def _load(
+        self,
+        spec: EntitySpec,
+        record_id: Any,
+        actor: Actor,
+        *,
+        deleted: bool,
+        lock: bool = False,
+    ) -> Any:
         """The Pony object ``actor`` may read, or NotFound (a missing and an invisible
-        record look the same). ``deleted`` chooses the live records or the recycle bin."""
+        record look the same). ``deleted`` chooses the live records or the recycle bin;
+        ``lock`` holds the row (``FOR UPDATE``) until the transaction ends."""
         try:
             rid = int(record_id)
         except (TypeError, ValueError):
             raise NotFound(f"{spec.name} {record_id!r} does not exist") from None
         query = self.scoped_query(spec.name, actor, include_deleted=True)
-        obj = query.filter("lambda x: x.id == rid", {}, {"rid": rid}).first()
+        query = query.filter("lambda x: x.id == rid", {}, {"rid": rid})
+        obj = (query.for_update() if lock else query).first()
         if obj is None or (obj.deleted_at is not None) != deleted:
             state = "in the recycle bin" if deleted else "among live records"
             raise NotFound(f"{spec.name} #{rid} does not exist {state} or is not visible to you")
@@ -424,7 +446,7 @@ class Records:
     def create(self, entity: str, data: Mapping[str, Any], *, actor: Actor = SYSTEM) -> Record:
         """Create one record (and its parts, given under their reverse names)."""
         spec = self.spec(entity)
-        with self.transaction():
+        with self.transaction(write=True):
             return self._create(spec, dict(data), actor)
 
     def create_many(
@@ -444,7 +466,7 @@ class Records:
         spec = self.spec(entity)
         ids: list[int] = []
         problems: list[FieldProblem] = []
-        with self.transaction():
+        with self.transaction(write=True):
             batch: list[dict[str, Any]] = []
             start = 1
             for row in rows:
@@ -659,8 +681,8 @@ class Records:
         with another writer is still detected by the version column.
         """
         spec = self.spec(entity)
-        with self.transaction():
-            obj = self._load(spec, record_id, actor, deleted=False)
+        with self.transaction(write=True):
+            obj = self._load(spec, record_id, actor, deleted=False, lock=True)
             _check_version(spec, obj, expected_version)
             data = dict(data)
             parts = self._part_reverses(spec)
@@ -705,8 +727,8 @@ class Records:
         Refused with ConflictError while live records refer to it through a required ref.
         """
         spec = self.spec(entity)
-        with self.transaction():
-            obj = self._load(spec, record_id, actor, deleted=False)
+        with self.transaction(write=True):
+            obj = self._load(spec, record_id, actor, deleted=False, lock=True)
             _check_version(spec, obj, expected_version)
             parts = self._part_reverses(spec)
             part_fields = {(p.name, f.name) for p, f in parts.values()}
@@ -747,8 +769,8 @@ class Records:
         A ConflictError when a unique value was reused meanwhile.
         """
         spec = self.spec(entity)
-        with self.transaction():
-            obj = self._load(spec, record_id, actor, deleted=True)
+        with self.transaction(write=True):
+            obj = self._load(spec, record_id, actor, deleted=True, lock=True)
             values = self._values(spec, obj)
             clashes = self._check_unique(spec, [values], exclude=obj.id)
             if clashes:
@@ -810,6 +832,17 @@ def _check_version(spec: EntitySpec, obj: Any, expected: int | None) -> None:
             f"{spec.name} #{obj.id} is at version {obj.version}, not {expected}: "
             "someone changed it meanwhile; reload it and try again"
         )
+
+
+def _in_session() -> bool:
+    return pony_core.local.db_session is not None
+
+
+def _is_busy(exc: Exception) -> bool:
+    """SQLite's lock timeouts and PostgreSQL's serialization failures and deadlocks."""
+    original = getattr(exc, "original_exc", exc)
+    code = getattr(original, "pgcode", None)
+    return code in ("40001", "40P01") or "locked" in str(exc) or "busy" in str(exc)
 
 
 def _is_conflict(exc: CommitException) -> bool:

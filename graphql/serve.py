@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from guanxi.engine import Engine, GuanxiError
+
+from .app import SERVE_WORKER_ENV
 
 
 @click.command()
@@ -17,7 +21,13 @@ from guanxi.engine import Engine, GuanxiError
     type=click.IntRange(1, 64),
     help="Worker processes (use PostgreSQL for more than one).",
 )
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--worker",
+    "with_worker",
+    is_flag=True,
+    help="Also fire timers, run periodic jobs and deliver messages in this server.",
+)
+def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
     """Serve the GraphQL API over HTTP.
 
     Refuses to start while database migrations are pending; run `guanxi migrate` first.
@@ -34,6 +44,8 @@ def serve(host: str, port: int, workers: int) -> None:
     finally:
         engine.close()
     click.echo(f"guanxi serving {engine.url.display()} on http://{host}:{port}")
+    if with_worker:
+        os.environ[SERVE_WORKER_ENV] = "1"
     uvicorn.run(
         "guanxi.graphql.app:create_app",
         factory=True,

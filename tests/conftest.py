@@ -108,10 +108,11 @@ def make_engine(database_url: str, home: Path) -> Iterator[Callable[..., Engine]
         open: bool = True,
         migrate: bool = True,
         use_entry_points: bool = False,
+        clock: Callable[[], Any] | None = None,
         **config: Any,
     ) -> Engine:
         cfg = Config(home=home, database_url=database_url, **config)
-        engine = Engine(cfg, plugins=plugins, use_entry_points=use_entry_points)
+        engine = Engine(cfg, plugins=plugins, use_entry_points=use_entry_points, clock=clock)
         engines.append(engine)
         if open:
             engine.open(migrate=migrate)
