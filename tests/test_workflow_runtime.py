@@ -28,11 +28,18 @@ states:
   requested: {label: Requested}
   confirmed: {label: Confirmed, require: [booth_m2]}
   waiting:   {label: Waiting, timeout: {after: 7d, trigger: expire}}
-  paid:      {label: Paid, final: true, outcome: won, on_enter: [{action: notify, to: owner, template: booking_paid}]}
+  paid:
+    label: Paid
+    final: true
+    outcome: won
+    on_enter: [{action: notify, to: owner, template: booking_paid}]
   cancelled: {label: Cancelled, final: true, outcome: lost}
 transitions:
   - {trigger: confirm, source: requested, dest: confirmed, roles: [fair_office]}
-  - {trigger: invoice, source: confirmed, dest: waiting, actions: [{action: test.mail_invoice, template: invoice}]}
+  - trigger: invoice
+    source: confirmed
+    dest: waiting
+    actions: [{action: test.mail_invoice, template: invoice}]
   - {trigger: pay, source: waiting, dest: paid, conditions: [test.flag]}
   - trigger: cancel
     source: [requested, confirmed, waiting]
