@@ -182,6 +182,22 @@ class WorkflowRuntime:
         setattr(obj, wf.field, wf.initial)
         self._history(wf, obj.id, None, None, wf.initial, actor, None)
         self._start_timers(wf, obj.id, wf.initial)
+        on_enter = wf.states[wf.initial].on_enter
+        if on_enter:
+            records = self.engine.records
+            spec = records.spec(entity)
+            ctx = ActionContext(
+                self.engine,
+                wf.name,
+                entity,
+                records._record(spec, obj),
+                actor,
+                {},
+                None,
+                None,
+                wf.initial,
+            )
+            self._run_actions(wf, on_enter, ctx, on_behalf_of(actor))
 
     # -- firing ---------------------------------------------------------------------------
     def fire_transition(
