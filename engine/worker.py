@@ -105,7 +105,7 @@ def deliver_outbox(
     postgres = engine.url.provider == "postgres"
     sent = failed = 0
     for _ in range(limit):
-        with engine.records.transaction():
+        with engine.records.transaction(write=True):
             query = (
                 outbox.select()
                 .filter(

@@ -142,7 +142,7 @@ class WorkflowRuntime:
         and its record count, changing nothing.
         """
         done: list[str] = []
-        with self.engine.records.transaction():
+        with self.engine.records.transaction(write=True):
             for wf in self.workflows.values():
                 table = self.engine.registry[wf.entity].table
                 rows = self.engine.db.select(
@@ -634,20 +634,40 @@ class WorkflowRuntime:
         fired = 0
         postgres = self.engine.url.provider == "postgres"
         for _ in range(limit):
-            with self.engine.records.transaction():
-                query = (
-                    timers.select()
-                    .filter("lambda t: t.status == 'pending' and t.due_at <= now", {}, {"now": now})
-                    .order_by("lambda t: (t.due_at, t.id)", {}, {})
-                )
-                if postgres:
-                    query = query.for_update(skip_locked=True)
-                timer = query.first()
-                if timer is None:
-                    break
-                self._fire_timer(timer)
+            timer_id = None
+            try:
+                with self.engine.records.transaction(write=True):
+                    query = (
+                        timers.select()
+                        .filter(
+                            "lambda t: t.status == 'pending' and t.due_at <= now", {}, {"now": now}
+                        )
+                        .order_by("lambda t: (t.due_at, t.id)", {}, {})
+                    )
+                    if postgres:
+                        query = query.for_update(skip_locked=True)
+                    timer = query.first()
+                    if timer is None:
+                        break
+                    timer_id = timer.id
+                    self._fire_timer(timer)
                 fired += 1
+            except ConflictError:
+                continue  # another worker got there first; look for the next due timer
+            except Exception as exc:  # the effect failed and rolled back: keep the reason
+                if timer_id is None:
+                    raise
+                self._timer_failed(timer_id, exc)
         return fired
+
+    def _timer_failed(self, timer_id: int, exc: Exception) -> None:
+        """Mark a timer whose effect raised as failed, so it is not retried forever."""
+        with self.engine.records.transaction(write=True):
+            timer = self.engine.classes["GxTimer"][timer_id]
+            if timer.status == "pending":
+                timer.status = "failed"
+                timer.done_at = self.engine.now()
+                timer.note = f"{type(exc).__name__}: {exc}"[:500]
 
     def _fire_timer(self, timer: Any) -> None:
         wf = self.workflows.get(timer.workflow)
