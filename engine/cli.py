@@ -234,6 +234,11 @@ from .workflow_cli import workflow  # noqa: E402 - it imports make_engine from h
 
 cli.add_command(workflow)
 
+from .user_cli import token, user  # noqa: E402 - it imports make_engine from here
+
+cli.add_command(user)
+cli.add_command(token)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``guanxi`` console script."""

@@ -17,6 +17,15 @@ from .errors import ConfigError
 DEFAULT_DB_FILE = "guanxi.db"
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name} {raw!r} must be a positive whole number")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one Engine; build with :meth:`from_env` or directly in tests."""
@@ -42,6 +51,7 @@ class Config:
             else None,
             timezone=env.get("GUANXI_TIMEZONE", "UTC"),
             currency=env.get("GUANXI_CURRENCY", "CNY").upper(),
+            page_size_max=_positive(env, "GUANXI_PAGE_SIZE_MAX", 200),
         )
         return replace(config, **overrides) if overrides else config.checked()
 

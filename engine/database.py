@@ -231,6 +231,43 @@ def _define_system_entities(db: Database) -> dict[str, type]:
         created_at = Required(datetime)
         read_at = Optional(datetime)
 
+    class GxToken(db.Entity):
+        """An API token; only its SHA-256 is stored, never the token itself."""
+
+        _table_ = "guanxi_token"
+        id = PrimaryKey(int, auto=True)
+        user_id = Required(int, size=64, index=True)
+        token_hash = Required(str, 64, unique=True)
+        created_at = Required(datetime)
+        expires_at = Required(datetime)
+        last_used_at = Optional(datetime)
+        revoked_at = Optional(datetime)
+        label = Optional(str, 200, nullable=True)
+
+    class GxLoginFailure(db.Entity):
+        """Failed logins of one key (``user:<name>``, ``addr:<ip>``) in the current window."""
+
+        _table_ = "guanxi_login_failure"
+        key = PrimaryKey(str, 200)
+        count = Required(int, default=0)
+        window_start = Required(datetime, index=True)
+        locked_until = Optional(datetime)
+
+    class GxMember(db.Entity):
+        """A user sharing an owned record besides its owner (``access`` read or edit)."""
+
+        _table_ = "guanxi_member"
+        id = PrimaryKey(int, auto=True)
+        entity = Required(str, 64)
+        record_id = Required(int, size=64)
+        user_id = Required(int, size=64)
+        access = Required(str, 8)
+        added_at = Required(datetime)
+        added_by = Optional(int, size=64)
+        composite_key(entity, record_id, user_id)
+        # read scopes ask "which records of this entity is the user a member of"
+        composite_index(entity, user_id)
+
     return {
         "GxAudit": GxAudit,
         "GxJobRun": GxJobRun,
@@ -240,6 +277,9 @@ def _define_system_entities(db: Database) -> dict[str, type]:
         "GxTimer": GxTimer,
         "GxOutbox": GxOutbox,
         "GxIdempotency": GxIdempotency,
+        "GxToken": GxToken,
+        "GxLoginFailure": GxLoginFailure,
+        "GxMember": GxMember,
     }
 
 

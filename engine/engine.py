@@ -15,14 +15,17 @@ from typing import Any
 
 from pony.orm import db_session
 
+from .auth import Auth, AuthEvents
 from .config import Config
 from .contributions import collect
 from .database import DatabaseURL, bind, build_database
 from .errors import ConfigError, MigrationError
+from .idempotency import Idempotency
 from .metadata import EntityRegistry
 from .migrations import MigrationPlan, apply_migration, plan_migration
+from .permissions import RolePolicy
 from .plugins import PluginInfo, call_with_origin, load_plugins
-from .policy import AllowAll, Policy
+from .policy import Policy
 from .records import Records
 from .roles import load_roles
 from .workflow_defs import load_workflows, wanted_state_fields
@@ -102,6 +105,8 @@ class Engine:
             self.config, extra=plugins, use_entry_points=use_entry_points
         )
         self.hook = self.pm.hook
+        # The engine's own reaction to user changes (tokens die); not listed in self.plugins.
+        self.pm.register(AuthEvents(), name="guanxi.auth")
         found = collect(self.pm)
         #: Roles by name; the engine's own ``admin`` first (plugins may not replace it).
         self.roles = found["role"]
@@ -115,16 +120,19 @@ class Engine:
         self.db, self.classes = build_database(self.registry)
         self.url = DatabaseURL.parse(self.config.db_url, self.config.home)
         self.records = Records(self)
-        self.policy: Policy = AllowAll()
         self.clock = clock or utcnow
         self.secret = b""
         self.is_open = False
         # Roles and workflow definitions are checked at start-up: a bad file stops it here.
         self.role_defs = load_roles(self.roles, self.config.home / "roles.yaml", self.registry)
+        #: Every record read and write passes this (see permissions.py).
+        self.policy: Policy = RolePolicy(self)
         loaded = load_workflows(self)
         self.workflows = loaded.workflows
         self.workflow_notices = loaded.notices
         self.runtime = WorkflowRuntime(self, self.workflows)
+        self.auth = Auth(self)
+        self.idempotency = Idempotency(self)
 
     def now(self) -> datetime:
         return self.clock()

@@ -65,7 +65,7 @@ _NULL = ("isNull",)
 _CMP = tuple(_COMPARE)
 #: Operators per field type, in the order messages list them.
 OPERATORS: dict[str, tuple[str, ...]] = {
-    **{t: _EQUALITY + _CMP + _NULL for t in ("int", "decimal", "money", "float", "date")},
+    **{t: _EQUALITY + _CMP + _NULL for t in ("int", "id", "decimal", "money", "float", "date")},
     "datetime": _EQUALITY + _CMP + _NULL,
     "string": _EQUALITY + _CMP + _MATCH + _NULL,
     **{t: _EQUALITY + _MATCH + _NULL for t in ("text", "email", "phone", "enum")},
@@ -76,11 +76,11 @@ OPERATORS: dict[str, tuple[str, ...]] = {
 }
 #: Base columns and their types; the first four are never NULL.
 BASE_TYPES = {
-    "id": "int",
+    "id": "id",
     "created_at": "datetime",
     "updated_at": "datetime",
     "version": "int",
-    "created_by": "int",
+    "created_by": "id",
 }
 _NOT_NULL = frozenset({"id", "created_at", "updated_at", "version"})
 _BASE_SPECS = {name: FieldSpec(name, t, origin="engine") for name, t in BASE_TYPES.items()}
@@ -139,7 +139,9 @@ def _coerce(kind: str, value: Any) -> Any:
         if "\x00" in value:  # PostgreSQL refuses NUL in text; say so instead of failing there
             raise ValueError("may not contain NUL characters")
         return value
-    if kind == "int":
+    if kind == "id" and isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value.strip()):
+        value = int(value)  # GraphQL IDs travel as text
+    if kind in ("int", "id"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("expects a whole number")
         if not _INT64[0] <= value <= _INT64[1]:

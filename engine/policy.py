@@ -2,11 +2,13 @@
 
 The record API asks the engine's policy for a condition on the query variable, so the
 same rule filters lists, counts, single fetches, nested refs and analytics in SQL. The
-foundation ships :class:`AllowAll`; the GraphQL layer installs the role-based policy.
+engine installs the role-based policy (permissions.RolePolicy); :class:`AllowAll` is the
+policy of an engine without roles (embedding, tools).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from .actor import Actor
@@ -32,9 +34,20 @@ class Policy(Protocol):
     def readable_field(self, spec: EntitySpec, actor: Actor, field: str) -> bool:
         """False for fields hidden from the actor (they cannot be read, written or filtered)."""
 
+    def check_fields(
+        self, spec: EntitySpec, actor: Actor, operation: str, fields: Iterable[str]
+    ) -> None:
+        """Raise PermissionDenied naming ``entity.field`` if a create or update (``operation``)
+        that sets ``fields`` writes one the actor may not write."""
+
+    def visible_values(
+        self, spec: EntitySpec, actor: Actor, values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``values`` of one record with the fields hidden from ``actor`` set to None."""
+
 
 class AllowAll:
-    """Every actor may do everything: the policy until roles are enforced."""
+    """Every actor may do everything: the policy of an engine that enforces no roles."""
 
     def read_condition(self, spec: EntitySpec, actor: Actor, var: str) -> Condition | None:
         return None
@@ -46,3 +59,13 @@ class AllowAll:
 
     def readable_field(self, spec: EntitySpec, actor: Actor, field: str) -> bool:
         return True
+
+    def check_fields(
+        self, spec: EntitySpec, actor: Actor, operation: str, fields: Iterable[str]
+    ) -> None:
+        return None
+
+    def visible_values(
+        self, spec: EntitySpec, actor: Actor, values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return dict(values)

@@ -32,7 +32,7 @@ from pony.orm.dbapiprovider import IntegrityError, OperationalError
 
 from .actor import SYSTEM, Actor
 from .database import currency_column
-from .errors import ConflictError, FieldProblem, NotFound, ValidationError
+from .errors import ConflictError, FieldProblem, NotFound, PermissionDenied, ValidationError
 from .filters import compile_filter, compile_order
 from .metadata import EntitySpec, FieldSpec
 from .validation import Money, check_write
@@ -185,8 +185,12 @@ class Records:
                 data[f.name] = getattr(obj, f.name)
         return data
 
-    def _record(self, spec: EntitySpec, obj: Any) -> Record:
-        return Record(spec.name, self._values(spec, obj))
+    def _record(self, spec: EntitySpec, obj: Any, actor: Actor = SYSTEM) -> Record:
+        """The record as ``actor`` sees it: fields hidden from them are None."""
+        values = self._values(spec, obj)
+        if not actor.is_system:
+            values = self.engine.policy.visible_values(spec, actor, values)
+        return Record(spec.name, values)
 
     def _pony_values(self, spec: EntitySpec, values: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -273,7 +277,7 @@ class Records:
         """One record, or NotFound when it is missing or not visible to ``actor``."""
         spec = self.spec(entity)
         with self.transaction():
-            return self._record(spec, self._load(spec, record_id, actor, deleted=deleted))
+            return self._record(spec, self._load(spec, record_id, actor, deleted=deleted), actor)
 
     def list(
         self,
@@ -310,11 +314,13 @@ class Records:
             self.engine.registry, entity, order_by, readable=self._readable(actor)
         )
         with self.transaction():
+            if compiled.include_deleted and not actor.is_admin:
+                raise PermissionDenied("only admins may list the recycle bin")
             query = self.scoped_query(entity, actor, include_deleted=compiled.include_deleted)
             query = compiled.apply(query)
             total = query.count()
             rows = list(query.order_by(order, self._globals(), {})[offset : offset + size + 1])
-            records = tuple(self._record(spec, obj) for obj in rows[:size])
+            records = tuple(self._record(spec, obj, actor) for obj in rows[:size])
         cursors = tuple(self._encode_cursor(entity, offset + i) for i in range(len(records)))
         return Page(
             records=records,
@@ -494,6 +500,7 @@ class Records:
         problems: list[FieldProblem],
     ) -> list[int]:
         currency = self.engine.config.currency
+        self.engine.policy.check_fields(spec, actor, "create", {k for row in batch for k in row})
         checked = []
         for i, row in enumerate(batch):
             try:
@@ -509,6 +516,8 @@ class Records:
         problems.extend(self._check_unique(spec, rows_for_db))
         if problems:
             return []
+        for values in checked:
+            self.engine.policy.check_write(spec, actor, "create", values)
         return [self._insert(spec, values, actor).id for values in checked]
 
     def _with_owner(self, spec: EntitySpec, values: dict[str, Any], actor: Actor) -> dict:
@@ -521,6 +530,7 @@ class Records:
     def _create(self, spec: EntitySpec, data: dict[str, Any], actor: Actor) -> Record:
         parts = self._part_reverses(spec)
         part_rows = {name: data.pop(name) for name in list(data) if name in parts}
+        self.engine.policy.check_fields(spec, actor, "create", data)
         data = self._without_state(spec, data, creating=True)
         check = check_write(
             spec, data, creating=True, actor=actor, currency=self.engine.config.currency
@@ -535,7 +545,7 @@ class Records:
         for name, rows in part_rows.items():
             self._write_parts(spec, obj, name, rows, parts[name], actor)
         self._finish(spec, obj, "create", {}, actor)
-        return self._record(spec, obj)
+        return self._record(spec, obj, actor)
 
     def _insert(
         self, spec: EntitySpec, values: Mapping[str, Any], actor: Actor, *, finish: bool = True
@@ -631,6 +641,10 @@ class Records:
             }
         else:
             audit = {name: [to_json(old), to_json(new)] for name, (old, new) in changes.items()}
+        for name in audit:
+            # secrets (password hashes) never reach the audit trail, only the fact of a change
+            if name in spec.fields and spec.fields[name].internal:
+                audit[name] = [None, "(changed)"]
         self._audit(spec, obj.id, action, audit, actor)
         self._emit(spec, obj, action, changes, actor)
 
@@ -687,6 +701,7 @@ class Records:
             data = dict(data)
             parts = self._part_reverses(spec)
             part_rows = {name: data.pop(name) for name in list(data) if name in parts}
+            self.engine.policy.check_fields(spec, actor, "update", data)
             current = self._values(spec, obj)
             data = self._without_state(spec, data, creating=False)
             check = check_write(
@@ -702,9 +717,10 @@ class Records:
             problems += self._check_unique(spec, [changed], exclude=obj.id)
             if problems:
                 raise ValidationError(problems)
-            if not changed and not part_rows:
-                return self._record(spec, obj)
+            # a write that changes nothing still needs the right to make it
             self.engine.policy.check_write(spec, actor, "update", {**current, **changed})
+            if not changed and not part_rows:
+                return self._record(spec, obj, actor)
             obj.set(**self._pony_values(spec, changed))
             obj.version = current["version"] + 1
             obj.updated_at = self.engine.now()
@@ -712,7 +728,7 @@ class Records:
                 self._write_parts(spec, obj, name, rows, parts[name], actor)
             changes = {k: (current[k], v) for k, v in changed.items()}
             self._finish(spec, obj, "update", changes, actor)
-            return self._record(spec, obj)
+            return self._record(spec, obj, actor)
 
     def delete(
         self,
@@ -756,7 +772,7 @@ class Records:
                 for part in getattr(obj, name).select(lambda p: p.deleted_at is None):
                     self._soft_delete(part_spec, part, now, actor)
             self._soft_delete(spec, obj, now, actor)
-            return self._record(spec, obj)
+            return self._record(spec, obj, actor)
 
     def _soft_delete(self, spec: EntitySpec, obj: Any, now: datetime, actor: Actor) -> None:
         obj.deleted_at = now
@@ -784,7 +800,7 @@ class Records:
                 for part in getattr(obj, name).select(lambda p: p.deleted_at == deleted_at):
                     self._undelete(part_spec, part, actor)
             self._undelete(spec, obj, actor)
-            return self._record(spec, obj)
+            return self._record(spec, obj, actor)
 
     def _undelete(self, spec: EntitySpec, obj: Any, actor: Actor) -> None:
         before = obj.deleted_at

@@ -60,13 +60,14 @@ def _decimal(value: Any) -> Decimal:
 
 
 def _fit_decimal(value: Decimal, precision: int, scale: int) -> Decimal:
+    """``value`` at the field's scale (``12`` -> ``12.00``), as the database returns it."""
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > scale:
         raise ValueError(f"has more than {scale} decimal places")
     digits_before = len(value.quantize(Decimal(1)).copy_abs().as_tuple().digits)
     if value.copy_abs() >= 1 and digits_before > precision - scale:
         raise ValueError(f"has more than {precision - scale} digits before the decimal point")
-    return value
+    return value.quantize(Decimal(1).scaleb(-scale))
 
 
 def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
@@ -200,7 +201,8 @@ def _check_json(value: Any, depth: int = 0) -> None:
     raise ValueError(f"cannot store a {type(value).__name__} as JSON")
 
 
-def _in_range(f: FieldSpec, value: Any) -> str | None:
+def in_range(f: FieldSpec, value: Any) -> str | None:
+    """Why ``value`` is outside ``f``'s min/max, or None."""
     compare = value.amount if isinstance(value, Money) else value
     if f.min is not None and compare < f.min:
         return f"must be at least {f.min}"
@@ -245,7 +247,7 @@ def check_write(
             problems.append(FieldProblem(spec.name, name, str(exc)))
             continue
         if value is not None:
-            message = _in_range(f, value)
+            message = in_range(f, value)
             if message:
                 problems.append(FieldProblem(spec.name, name, message))
                 continue

@@ -9,8 +9,6 @@ messages are written in the same transaction, or none of them are.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,11 +23,11 @@ from .errors import (
     ConflictError,
     FieldProblem,
     PermissionDenied,
-    ValidationError,
     WorkflowError,
 )
+from .idempotency import request_hash
 from .records import Record, to_json
-from .validation import coerce
+from .validation import coerce, in_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
@@ -82,11 +80,6 @@ def on_behalf_of(actor: Actor) -> Actor:
         team_ids=actor.team_ids,
         is_system=True,
     )
-
-
-def _request_hash(*parts: Any) -> str:
-    text = json.dumps([to_json(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class WorkflowRuntime:
@@ -213,17 +206,19 @@ class WorkflowRuntime:
         """Fire ``trigger`` on one record in one transaction; see the module docstring.
 
         Raises NotFound (not readable), PermissionDenied (no update scope), WorkflowError
-        (unknown trigger, role, conditions, required fields; ``details['failures']``
-        lists them all), ValidationError (payload), ConflictError (lost a race).
+        (unknown trigger, role, conditions, payload, required fields;
+        ``details['failures']`` lists them all), ValidationError (an idempotency key
+        reused for another request), ConflictError (lost a race).
         """
         records = self.engine.records
         wf = self.workflow_for(entity)
         spec = records.spec(entity)
         payload = dict(payload or {})
-        request = _request_hash(entity, record_id, trigger, payload, expected_version)
+        request = request_hash(entity, record_id, trigger, payload, expected_version)
+        store = self.engine.idempotency
         with records.transaction(write=True):
             if idempotency_key:
-                earlier = self._remembered(actor, "fire_transition", idempotency_key, request)
+                earlier = store.remembered(actor, "fire_transition", idempotency_key, request)
                 if earlier is not None:
                     return TransitionResult(**earlier)
             obj = records._load(spec, record_id, actor, deleted=False, lock=True)
@@ -275,7 +270,7 @@ class WorkflowRuntime:
                 state=dest, previous_state=state, event=event, record=records._record(spec, obj)
             )
             if idempotency_key:
-                self._remember(
+                store.remember(
                     actor,
                     "fire_transition",
                     idempotency_key,
@@ -320,7 +315,7 @@ class WorkflowRuntime:
     ) -> tuple[dict[str, Any], list[str]]:
         """Every reason the transition may not fire now (empty when it may)."""
         failures: list[str] = []
-        if t.roles and not actor.is_system and not (set(t.roles) & set(actor.roles)):
+        if t.roles and not actor.is_admin and not (set(t.roles) & set(actor.roles)):
             failures.append(f"needs role {' or '.join(t.roles)}")
         clean: dict[str, Any] = {}
         problems: list[FieldProblem] = []
@@ -333,6 +328,8 @@ class WorkflowRuntime:
                 continue
             if value is None and spec.required:
                 problems.append(FieldProblem("payload", name, "is required"))
+            elif value is not None and (out_of_range := in_range(spec, value)):
+                problems.append(FieldProblem("payload", name, out_of_range))
             clean[name] = value
         for name in payload:
             if name not in t.payload:
@@ -470,8 +467,8 @@ class WorkflowRuntime:
             role = to[len("role:") :]
             users = [
                 u.id
-                for u in self.engine.records.list("User", first=200).records
-                if role in (u.roles or []) and u.active
+                for u in self.engine.records.scoped_query("User")
+                if role in (u.roles or []) and u.active is not False
             ]
         for user in users:
             if user is None:
@@ -600,28 +597,6 @@ class WorkflowRuntime:
         now = self.engine.now()
         outbox(channel=channel, key=key, payload=dict(payload), next_attempt_at=now, created_at=now)
 
-    def _remembered(self, actor: Actor, operation: str, key: str, request: str) -> Any:
-        store = self.engine.classes["GxIdempotency"]
-        row = store.get(scope=f"{actor.username}#{actor.id}:{operation}", key=key)
-        if row is None:
-            return None
-        if row.request_hash != request:
-            raise ValidationError(
-                FieldProblem(
-                    operation, "idempotencyKey", "was already used for a different request"
-                )
-            )
-        return row.result
-
-    def _remember(self, actor: Actor, operation: str, key: str, request: str, result: dict) -> None:
-        self.engine.classes["GxIdempotency"](
-            scope=f"{actor.username}#{actor.id}:{operation}",
-            key=key,
-            request_hash=request,
-            result=result,
-            created_at=self.engine.now(),
-        )
-
     # -- worker ---------------------------------------------------------------------------
     def fire_due_timers(self, now: datetime | None = None, limit: int = 100) -> int:
         """Fire every timer due by ``now``, each in its own transaction; return how many.
@@ -654,20 +629,30 @@ class WorkflowRuntime:
                 fired += 1
             except ConflictError:
                 continue  # another worker got there first; look for the next due timer
+            except WorkflowError as exc:  # the trigger is no longer allowed: rolled back
+                assert timer_id is not None
+                self._timer_done(timer_id, "skipped", exc, history=True)
             except Exception as exc:  # the effect failed and rolled back: keep the reason
                 if timer_id is None:
                     raise
-                self._timer_failed(timer_id, exc)
+                self._timer_done(timer_id, "failed", exc, history=False)
         return fired
 
-    def _timer_failed(self, timer_id: int, exc: Exception) -> None:
-        """Mark a timer whose effect raised as failed, so it is not retried forever."""
+    def _timer_done(self, timer_id: int, status: str, exc: Exception, *, history: bool) -> None:
+        """Record why a timer's effect did not happen (its own transaction), so the timer
+        is neither retried forever nor silently lost; a skip is written to the history."""
+        reason = f"{exc}"[:500] if history else f"{type(exc).__name__}: {exc}"[:500]
         with self.engine.records.transaction(write=True):
             timer = self.engine.classes["GxTimer"][timer_id]
-            if timer.status == "pending":
-                timer.status = "failed"
-                timer.done_at = self.engine.now()
-                timer.note = f"{type(exc).__name__}: {exc}"[:500]
+            if timer.status != "pending":
+                return
+            timer.status, timer.done_at, timer.note = status, self.engine.now(), reason
+            wf = self.workflows.get(timer.workflow)
+            if history and wf is not None:
+                trigger = wf.states[timer.state].timeout.trigger
+                self._history(
+                    wf, timer.record_id, trigger, timer.state, timer.state, SYSTEM, {status: reason}
+                )
 
     def _fire_timer(self, timer: Any) -> None:
         wf = self.workflows.get(timer.workflow)
@@ -684,20 +669,9 @@ class WorkflowRuntime:
             return
         timeout = wf.states[timer.state].timeout
         if timeout.trigger:
-            try:
-                self.fire_transition(wf.entity, timer.record_id, timeout.trigger, actor=SYSTEM)
-            except WorkflowError as exc:
-                timer.status, timer.note = "skipped", str(exc)[:500]
-                self._history(
-                    wf,
-                    timer.record_id,
-                    timeout.trigger,
-                    timer.state,
-                    timer.state,
-                    SYSTEM,
-                    {"skipped": str(exc)[:500]},
-                )
-                return
+            # A refusal (or a failing action) propagates: the caller rolls this whole
+            # transaction back, then records the skip in a transaction of its own.
+            self.fire_transition(wf.entity, timer.record_id, timeout.trigger, actor=SYSTEM)
         else:
             ctx = ActionContext(
                 self.engine,
@@ -711,7 +685,7 @@ class WorkflowRuntime:
                 timer.state,
             )
             self._run_actions(wf, timeout.actions, ctx, SYSTEM)
-        timer.status = "done"
+        timer.status, timer.note = "done", None
 
 
 BUILTIN_ACTIONS = frozenset({"set", "create", "assign_owner", "notify"})

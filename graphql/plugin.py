@@ -29,6 +29,7 @@ def asgi_app(engine: Engine) -> Any:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from .serve import serve
+    from .serve import schema_command, serve
 
     cli.add_command(serve)
+    cli.add_command(schema_command)

@@ -54,3 +54,18 @@ def serve(host: str, port: int, workers: int, with_worker: bool) -> None:
         workers=workers,
         log_level="info",
     )
+
+
+@click.command("schema")
+def schema_command() -> None:
+    """Print the GraphQL schema as SDL (for frontend code generation)."""
+    from .schema import build_schema
+
+    engine = Engine()
+    try:
+        engine.open()
+        click.echo(str(build_schema(engine)))
+    except GuanxiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.close()

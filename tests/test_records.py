@@ -344,3 +344,11 @@ def test_two_engines_in_one_process_are_independent(make_engine, expo):
     assert "Fair" in a.registry and "Fair" not in b.registry
     assert a.records.create("Fair", {"name": "x"}).id == 1
     assert SYSTEM.is_system
+
+
+def test_only_admins_list_the_recycle_bin(engine):
+    clerk = Actor(id=None, username="li", roles=frozenset({"fair_office"}))
+    from guanxi.engine import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        engine.records.list("Fair", filter={"deleted": True}, actor=clerk)

@@ -49,6 +49,16 @@ transitions:
   - {trigger: expire, source: waiting, dest: cancelled, unless: [test.flag]}
   - {trigger: boom, source: requested, dest: confirmed, actions: [{action: test.explode}]}
 """
+#: The engine enforces record scopes: the test roles may reach every record, so these
+#: tests see the workflow's own rules (a clerk lacks the workflow role fair_office).
+ROLES = """\
+roles:
+  fair_office:
+    label: Fair office
+    default: {read: all, create: all, update: all, delete: all}
+  clerk:
+    default: {read: all, create: all, update: all, delete: all}
+"""
 T0 = datetime(2027, 3, 1, 9, 0, 0)
 
 
@@ -80,6 +90,7 @@ def plugins(test_plugin):
 @pytest.fixture
 def build(make_engine, home, plugins, clock):
     (home / "workflows" / "booking.yaml").write_text(WORKFLOW, encoding="utf-8")
+    (home / "roles.yaml").write_text(ROLES, encoding="utf-8")
 
     def build(**kwargs):
         return make_engine(*plugins, clock=clock, **kwargs)
@@ -167,7 +178,7 @@ def test_fields_required_to_enter_are_named(engine, booking, office):
 
 def test_every_failure_is_reported_at_once(engine, booking):
     engine.records.update("ExpoBooking", booking.id, {"booth_m2": None})
-    clerk = Actor(id=None, username="li", roles=frozenset())
+    clerk = Actor(id=None, username="li", roles=frozenset({"clerk"}))
     with pytest.raises(WorkflowError) as info:
         fire(engine, booking, "confirm", clerk)
     assert len(info.value.details["failures"]) == 2
@@ -232,12 +243,12 @@ def test_an_idempotency_key_returns_the_first_result_without_acting_again(engine
 
 def test_an_idempotency_key_reused_for_another_request_is_refused(engine, booking):
     fire(engine, booking, "cancel", payload={"reason": "x"}, idempotency_key="k1")
-    with pytest.raises(ValidationError, match="different request"):
+    with pytest.raises(ValidationError, match="for a different request"):
         fire(engine, booking, "cancel", payload={"reason": "other"}, idempotency_key="k1")
 
 
 def test_available_transitions_say_who_may_fire_what_and_why_not(engine, booking):
-    clerk = Actor(id=None, username="li", roles=frozenset())
+    clerk = Actor(id=None, username="li", roles=frozenset({"clerk"}))
     found = {
         t.trigger: t for t in engine.runtime.available_transitions("ExpoBooking", booking.id, clerk)
     }
@@ -454,3 +465,43 @@ def test_the_worker_command_does_one_pass(engine, booking, office, clock, home, 
     )
     assert out.returncode == 0, out.stderr
     assert "timers fired: 0, jobs run: 0, messages delivered: 0, failed: 0" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("action", "status"), [("test.refuse", "skipped"), ("test.explode", "failed")]
+)
+def test_a_timer_whose_transition_fails_midway_changes_nothing(
+    make_engine, home, plugins, clock, action, status
+):
+    text = WORKFLOW.replace(
+        "unless: [test.flag]}", f"unless: [test.flag], actions: [{{action: {action}}}]}}"
+    )
+    (home / "workflows" / "booking.yaml").write_text(text, encoding="utf-8")
+    (home / "roles.yaml").write_text(ROLES, encoding="utf-8")
+    engine = make_engine(*plugins, clock=clock)
+    user = engine.records.create("User", {"username": "wang", "roles": ["fair_office"]})
+    office = Actor(id=user.id, username="wang", roles=frozenset({"fair_office"}))
+    fair = engine.records.create("Fair", {"name": "f"})
+    rec = engine.records.create("ExpoBooking", {"title": "t", "fair": fair.id, "booth_m2": "1"})
+    to_waiting(engine, rec, office)
+    before = engine.records.get("ExpoBooking", rec.id)
+    clock.advance(days=8)
+    engine.runtime.fire_due_timers()
+    after = engine.records.get("ExpoBooking", rec.id)
+    assert (after.stage, after.version) == ("waiting", before.version)
+    assert timers(engine, rec) == [("waiting", status)]
+    assert engine.runtime.fire_due_timers() == 0  # not retried forever
+
+
+def test_a_payload_outside_its_range_is_refused(make_engine, home, plugins, clock):
+    text = WORKFLOW.replace(
+        "payload: {reason: {type: string, required: true}}",
+        "payload: {reason: {type: string, required: true}, refund: {type: int, max: 100}}",
+    )
+    (home / "workflows" / "booking.yaml").write_text(text, encoding="utf-8")
+    (home / "roles.yaml").write_text(ROLES, encoding="utf-8")
+    engine = make_engine(*plugins, clock=clock)
+    fair = engine.records.create("Fair", {"name": "f"})
+    rec = engine.records.create("ExpoBooking", {"title": "t", "fair": fair.id})
+    with pytest.raises(WorkflowError, match="payload.refund must be at most 100"):
+        fire(engine, rec, "cancel", payload={"reason": "x", "refund": 500})

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from guanxi.engine import SYSTEM, Actor, ConflictError, ValidationError, WorkflowError
 
-from .test_workflow_runtime import WORKFLOW
+from .test_workflow_runtime import ROLES, WORKFLOW
 
 TESTS = Path(__file__).parent
 SHIPPED = sorted(
@@ -33,7 +33,7 @@ CASES = {
 ACTORS = [
     SYSTEM,
     Actor(id=None, username="office", roles=frozenset({"fair_office"})),
-    Actor(id=None, username="nobody", roles=frozenset()),
+    Actor(id=None, username="clerk", roles=frozenset({"clerk"})),
 ]
 
 
@@ -41,6 +41,7 @@ ACTORS = [
 def test_random_walks_keep_the_workflow_invariants(case, make_engine, home, test_plugin):
     kind, source = CASES[case]
     target = home / "workflows" / "walk.yaml"
+    (home / "roles.yaml").write_text(ROLES, encoding="utf-8")
     if kind == "file":
         shutil.copy(source, target)
     elif kind == "text":

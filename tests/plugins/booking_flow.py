@@ -7,7 +7,7 @@ delivery channel that fails while ``MAIL_FAILS`` is set; ``nightly`` is a period
 
 from __future__ import annotations
 
-from guanxi.engine import hookimpl
+from guanxi.engine import WorkflowError, hookimpl
 
 name = "booking_flow"
 requires = ("expo",)
@@ -24,6 +24,10 @@ def explode(ctx):
     raise RuntimeError("the action failed on purpose")
 
 
+def refuse(ctx):
+    raise WorkflowError("the action refuses on purpose")
+
+
 def mail_invoice(ctx, template):
     ctx.engine.runtime.enqueue(
         "mail", key=f"invoice:{ctx.record.id}", payload={"template": template}
@@ -38,6 +42,7 @@ def register_conditions(register):
 @hookimpl
 def register_actions(register):
     register("test.explode", explode)
+    register("test.refuse", refuse)
     register("test.mail_invoice", mail_invoice, params={"template": {"type": "string"}})
 
 

@@ -1,0 +1,426 @@
+"""Assembling the one GraphQL schema at start-up.
+
+Core fields (session, metadata, inbox, workflows) + the CRUD fields generated for every
+entity + what plugins contribute through ``register_graphql``. A name contributed twice
+is an error naming both contributors (strawberry's ``merge_types`` would only warn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import strawberry
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.scalars import JSON
+from strawberry.tools import create_type
+
+from guanxi.engine import Engine, PluginError
+from guanxi.engine.plugins import call_with_origin
+
+from .context import Context, call_engine, in_thread
+from .entities import (
+    WorkflowEvent,
+    convert_order,
+    entity_types,
+    input_values,
+    page_size,
+    workflow_event,
+)
+from .errors import ErrorCodes, graphql_errors
+from .inbox import inbox_fields
+from .limits import Limits
+from .metadata import Metadata, build_metadata
+from .session import current_user, login_field, logout_field
+from .types import EntityTypes, PageInfo, camel, convert_filter
+
+
+class QuietSchema(strawberry.Schema):
+    """Strawberry logs every error with a traceback; ErrorCodes logs the unexpected ones
+    (with their error id), and a user's bad input is not a server problem."""
+
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        return None
+
+
+@strawberry.type(description="What a fired transition did.")
+class TransitionResult:
+    state: str
+    previous_state: str
+    event: WorkflowEvent
+
+
+@dataclass
+class Contribution:
+    name: str
+    field: Any
+    origin: str
+
+
+class SchemaBuilder:
+    """Collects the schema's root fields; plugins get it through ``register_graphql``.
+
+    A plugin calls ``schema.query(name, strawberry.field(resolver=...))``,
+    ``schema.mutation(name, field)``, ``schema.analytics(name, cls)`` and reads generated
+    types with ``schema.entity("Customer").object``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.entities: dict[str, EntityTypes] = entity_types(engine.registry, engine.workflows)
+        self.queries: dict[str, Contribution] = {}
+        self.mutations: dict[str, Contribution] = {}
+        self.analytics_types: dict[str, Contribution] = {}
+        self._origin = "engine"
+
+    # -- the plugin API --------------------------------------------------------------------
+    def entity(self, name: str) -> EntityTypes:
+        return self.entities[name]
+
+    def query(self, name: str, field: Any) -> None:
+        self._add(self.queries, "query field", name, field)
+
+    def mutation(self, name: str, field: Any) -> None:
+        self._add(self.mutations, "mutation", name, field)
+
+    def analytics(self, name: str, cls: type) -> None:
+        """``analytics { <name> { ... } }``: an object type whose fields are figures."""
+        self._add(self.analytics_types, "analytics object", name, cls)
+
+    def for_plugin(self, plugin: str) -> SchemaBuilder:
+        view = _PluginView(self, f"plugin {plugin}")
+        return view  # type: ignore[return-value]
+
+    def _add(
+        self,
+        table: dict[str, Contribution],
+        kind: str,
+        name: str,
+        field: Any,
+        origin: str | None = None,
+    ) -> None:
+        origin = origin or self._origin
+        if name in table:
+            raise PluginError(
+                f"GraphQL {kind} {camel(name)!r} is contributed twice: by {table[name].origin} "
+                f"and by {origin}"
+            )
+        table[name] = Contribution(name, field, origin)
+
+    # -- assembly ----------------------------------------------------------------------------
+    def build(self, limits: Limits, extra_extensions: list[Any]) -> strawberry.Schema:
+        self._core_fields()
+        self._entity_fields()
+        call_with_origin(
+            self.engine.pm,
+            "register_graphql",
+            lambda plugin: self.for_plugin(plugin),
+            argument="schema",
+        )
+        for item in self.engine.analytics:  # register_analytics(register) contributions
+            if isinstance(item.value, type):
+                self._add(
+                    self.analytics_types, "analytics object", item.name, item.value, item.origin
+                )
+        if self.analytics_types:
+            self._analytics_root()
+        query = create_type("Query", [self._named(c) for c in self.queries.values()])
+        mutation = create_type("Mutation", [self._named(c) for c in self.mutations.values()])
+        # Factories, not instances: an extension holds the request it is working on.
+        extensions: list[Any] = [
+            *extra_extensions,
+            lambda: ErrorCodes(suggestions=limits.introspection),
+            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            # the caches behind these are shared per size, so a factory keeps them warm
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+        ]
+        if not limits.introspection:
+            extensions.append(DisableIntrospection)
+        return QuietSchema(query=query, mutation=mutation, extensions=extensions)
+
+    @staticmethod
+    def _named(c: Contribution) -> Any:
+        c.field.python_name = c.name
+        c.field.graphql_name = None
+        return c.field
+
+    def _core_fields(self) -> None:
+        user = self.entities["User"].object
+        self.query("me", strawberry.field(resolver=current_user(user)))
+        self.query("metadata", strawberry.field(resolver=build_metadata))
+        self.mutation("login", login_field(user))
+        self.mutation("logout", logout_field())
+        for name, field in inbox_fields().items():
+            (self.mutation if name.startswith("mark") else self.query)(name, field)
+        self.mutation("fire_transition", strawberry.field(resolver=_fire_transition))
+
+    def _entity_fields(self) -> None:
+        for types in self.entities.values():
+            spec = types.spec
+            self.query(
+                spec.table,
+                strawberry.field(
+                    resolver=_get_resolver(types), description=f"One {spec.label} by id."
+                ),
+            )
+            self.query(
+                spec.plural,
+                strawberry.field(
+                    resolver=_list_resolver(self.engine, types),
+                    description=f"{spec.label} records.",
+                ),
+            )
+            self.mutation(
+                f"create_{spec.table}",
+                strawberry.field(resolver=_create_resolver(self.engine, types)),
+            )
+            self.mutation(
+                f"update_{spec.table}",
+                strawberry.field(resolver=_update_resolver(self.engine, types)),
+            )
+            self.mutation(
+                f"delete_{spec.table}", strawberry.field(resolver=_delete_resolver(types))
+            )
+            self.mutation(
+                f"restore_{spec.table}", strawberry.field(resolver=_restore_resolver(types))
+            )
+
+    def _analytics_root(self) -> None:
+        fields = []
+        for name, c in self.analytics_types.items():
+            cls = c.field
+            fields.append(_analytics_field(name, cls))
+        analytics = create_type("Analytics", fields, description="Figures, by plugin.")
+
+        def resolve(info: strawberry.Info) -> Any:
+            info.context.require_actor()
+            return analytics()
+
+        resolve.__annotations__ = {"info": strawberry.Info, "return": analytics}
+        self.query("analytics", strawberry.field(resolver=graphql_errors(resolve)))
+
+
+class _PluginView:
+    """The builder as one plugin sees it: every contribution carries the plugin's name."""
+
+    def __init__(self, builder: SchemaBuilder, origin: str) -> None:
+        self._builder = builder
+        self._origin = origin
+
+    def entity(self, name: str) -> EntityTypes:
+        return self._builder.entity(name)
+
+    def query(self, name: str, field: Any) -> None:
+        self._builder._add(self._builder.queries, "query field", name, field, self._origin)
+
+    def mutation(self, name: str, field: Any) -> None:
+        self._builder._add(self._builder.mutations, "mutation", name, field, self._origin)
+
+    def analytics(self, name: str, cls: type) -> None:
+        self._builder._add(
+            self._builder.analytics_types, "analytics object", name, cls, self._origin
+        )
+
+
+def _analytics_field(name: str, cls: type) -> Any:
+    def resolve() -> Any:
+        return cls()
+
+    resolve.__annotations__ = {"return": cls}
+    field = strawberry.field(resolver=graphql_errors(resolve))
+    field.python_name = name
+    return field
+
+
+# -- entity resolvers ------------------------------------------------------------------------
+def _opt(annotation: Any) -> Any:
+    return Optional[annotation]  # noqa: UP045
+
+
+def _connection(types: EntityTypes, page: Any) -> Any:
+    return types.connection(
+        total_count=page.total_count,
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        edges=[
+            types.edge(cursor=c, node=r) for c, r in zip(page.cursors, page.records, strict=True)
+        ],
+        nodes=list(page.records),
+    )
+
+
+def _get_resolver(types: EntityTypes) -> Callable[..., Any]:
+    entity = types.spec.name
+
+    async def resolve(info: strawberry.Info, id: strawberry.ID) -> Any:
+        ctx: Context = info.context
+        ctx.require_actor()
+        if not str(id).isdigit():
+            return None
+        return await ctx.record_loader(entity).load(int(id))
+
+    resolve.__annotations__ = {
+        "info": strawberry.Info,
+        "id": strawberry.ID,
+        "return": _opt(types.object),
+    }
+    return graphql_errors(resolve)
+
+
+def _list_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
+    entity = types.spec.name
+
+    async def resolve(
+        info: strawberry.Info,
+        filter: Any = None,
+        order_by: Any = None,
+        first: Any = None,
+        after: Any = None,
+    ) -> Any:
+        ctx: Context = info.context
+        actor = ctx.require_actor()
+        size = page_size(
+            first if first is not None else engine.config.page_size_default,
+            engine.config.page_size_max,
+        )
+        page = await in_thread(
+            lambda: engine.records.list(
+                entity,
+                actor=actor,
+                filter=convert_filter(filter),
+                order_by=convert_order(order_by),
+                first=size,
+                after=after,
+            )
+        )
+        return _connection(types, page)
+
+    resolve.__annotations__ = {
+        "info": strawberry.Info,
+        "filter": _opt(types.filter),
+        "order_by": _opt(list[types.order]),
+        "first": _opt(int),
+        "after": _opt(str),
+        "return": types.connection,
+    }
+    return graphql_errors(resolve)
+
+
+def _create_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
+    spec = types.spec
+
+    async def resolve(info: strawberry.Info, input: Any, idempotency_key: Any = None) -> Any:
+        ctx: Context = info.context
+        actor = ctx.require_actor()
+        data = input_values(engine.registry, spec, input)
+        return await call_engine(
+            lambda: engine.idempotency.create(spec.name, data, actor=actor, key=idempotency_key)
+        )
+
+    resolve.__annotations__ = {
+        "info": strawberry.Info,
+        "input": types.create,
+        "idempotency_key": _opt(str),
+        "return": types.object,
+    }
+    return graphql_errors(resolve)
+
+
+def _update_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
+    spec = types.spec
+
+    async def resolve(
+        info: strawberry.Info, id: strawberry.ID, input: Any, version: Any = None
+    ) -> Any:
+        ctx: Context = info.context
+        actor = ctx.require_actor()
+        data = input_values(engine.registry, spec, input)
+        return await call_engine(
+            lambda: engine.records.update(
+                spec.name, id, data, actor=actor, expected_version=version
+            )
+        )
+
+    resolve.__annotations__ = {
+        "info": strawberry.Info,
+        "id": strawberry.ID,
+        "input": types.update,
+        "version": _opt(int),
+        "return": types.object,
+    }
+    return graphql_errors(resolve)
+
+
+def _delete_resolver(types: EntityTypes) -> Callable[..., Any]:
+    entity = types.spec.name
+
+    async def resolve(info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx: Context = info.context
+        actor = ctx.require_actor()
+        await call_engine(lambda: ctx.engine.records.delete(entity, id, actor=actor))
+        return True
+
+    return graphql_errors(resolve)
+
+
+def _restore_resolver(types: EntityTypes) -> Callable[..., Any]:
+    entity = types.spec.name
+
+    async def resolve(info: strawberry.Info, id: strawberry.ID) -> Any:
+        ctx: Context = info.context
+        actor = ctx.require_actor()
+        return await call_engine(lambda: ctx.engine.records.restore(entity, id, actor=actor))
+
+    resolve.__annotations__ = {"info": strawberry.Info, "id": strawberry.ID, "return": types.object}
+    return graphql_errors(resolve)
+
+
+@graphql_errors
+async def _fire_transition(
+    info: strawberry.Info,
+    entity: str,
+    id: strawberry.ID,
+    trigger: str,
+    payload: Optional[JSON] = None,  # noqa: UP045
+    version: Optional[int] = None,  # noqa: UP045
+    idempotency_key: Optional[str] = None,  # noqa: UP045
+) -> TransitionResult:
+    """Fire a workflow transition on one record (one transaction)."""
+    ctx: Context = info.context
+    actor = ctx.require_actor()
+    result = await call_engine(
+        lambda: ctx.engine.runtime.fire_transition(
+            entity,
+            id,
+            trigger,
+            actor,
+            payload=payload,
+            expected_version=version,
+            idempotency_key=idempotency_key,
+        )
+    )
+    return TransitionResult(
+        state=result.state,
+        previous_state=result.previous_state,
+        event=workflow_event(result.event),
+    )
+
+
+def build_schema(
+    engine: Engine, limits: Limits | None = None, extra_extensions: list[Any] | None = None
+) -> strawberry.Schema:
+    """The schema of an engine (built once at start-up)."""
+    return SchemaBuilder(engine).build(limits or Limits.from_env(), extra_extensions or [])
+
+
+__all__ = ["Metadata", "SchemaBuilder", "TransitionResult", "build_schema"]
