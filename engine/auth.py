@@ -322,6 +322,8 @@ class Auth:
         A success clears the user name's count.
         """
         name = username.strip() if isinstance(username, str) else ""
+        # NUL cannot reach PostgreSQL; no user has it in their name anyway
+        name = name.replace("\x00", "")
         where = str(address or "unknown").strip()
         keys = (_key("user", name), _key("addr", where))
         self._refuse_locked(keys)

@@ -26,6 +26,10 @@ def request_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: The longest key accepted (the column's length).
+MAX_KEY = 200
+
+
 class Idempotency:
     """The idempotency store of one engine (``engine.idempotency``)."""
 
@@ -38,6 +42,10 @@ class Idempotency:
 
     def remembered(self, actor: Actor, operation: str, key: str, request: str) -> Any:
         """The stored result for ``key`` (inside the caller's transaction), or None."""
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY or "\x00" in key:
+            raise ValidationError(
+                FieldProblem(operation, "idempotencyKey", f"must be 1 to {MAX_KEY} characters")
+            )
         row = self.engine.classes["GxIdempotency"].get(scope=self._scope(actor, operation), key=key)
         if row is None:
             return None

@@ -82,6 +82,8 @@ def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
     if t in ("string", "text", "email", "phone", "enum"):
         if not isinstance(value, str):
             raise ValueError("must be text")
+        if "\x00" in value:  # PostgreSQL refuses NUL in text: say so instead of failing there
+            raise ValueError("may not contain NUL characters")
         value = value.strip() if t != "text" else value
         if value == "":
             return None
@@ -182,7 +184,11 @@ def _money(value: Any, currency: str) -> Money:
 def _check_json(value: Any, depth: int = 0) -> None:
     if depth > 32:
         raise ValueError("is nested too deeply")
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("may not contain NUL characters")
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -194,8 +200,8 @@ def _check_json(value: Any, depth: int = 0) -> None:
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError("object keys must be text")
+            if not isinstance(key, str) or "\x00" in key:
+                raise ValueError("object keys must be text without NUL characters")
             _check_json(item, depth + 1)
         return
     raise ValueError(f"cannot store a {type(value).__name__} as JSON")

@@ -298,3 +298,11 @@ def test_notify_reaches_the_inbox(gql, engine):
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_an_idempotency_key_with_a_nul_character_is_a_validation_error(gql):
+    result = gql(
+        'mutation($k: String) { createFair(input: {name: "x"}, idempotencyKey: $k) { id } }',
+        {"k": "a\u0000b"},
+    )
+    assert code(result) == "VALIDATION"

@@ -352,3 +352,14 @@ def test_only_admins_list_the_recycle_bin(engine):
 
     with pytest.raises(PermissionDenied):
         engine.records.list("Fair", filter={"deleted": True}, actor=clerk)
+
+
+def test_text_with_a_nul_character_is_a_validation_error(engine):
+    with pytest.raises(ValidationError) as info:
+        engine.records.create("Fair", {"name": "bad\x00name"})
+    assert "NUL" in problems(info.value)["name"]
+
+
+def test_json_with_a_nul_character_is_a_validation_error(engine, fair):
+    with pytest.raises(ValidationError):
+        booking(engine, fair, extra={"note": "a\x00b"})
