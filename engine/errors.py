@@ -122,6 +122,11 @@ class ConflictError(GuanxiError):
     code = "CONFLICT"
 
 
+class BusyError(ConflictError):
+    """The database stayed busy (a lock wait ran out, a serialization failure): the same
+    request may well succeed if tried again; callers retry a bounded number of times."""
+
+
 class WorkflowError(GuanxiError):
     """A transition cannot be fired: unknown trigger, failed condition, missing field."""
 
@@ -143,6 +148,7 @@ class Unauthenticated(GuanxiError):
 __all__ = [
     "ConfigError",
     "ConfigProblem",
+    "BusyError",
     "ConflictError",
     "FieldProblem",
     "GuanxiError",

@@ -9,6 +9,7 @@ messages are written in the same transaction, or none of them are.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from transitions import Machine
 
 from .actor import SYSTEM, Actor
 from .errors import (
+    BusyError,
     ConfigError,
     ConflictError,
     FieldProblem,
@@ -80,6 +82,10 @@ def on_behalf_of(actor: Actor) -> Actor:
         team_ids=actor.team_ids,
         is_system=True,
     )
+
+
+#: Attempts at a transition while the database reports itself busy.
+BUSY_RETRIES = 3
 
 
 class WorkflowRuntime:
@@ -210,6 +216,35 @@ class WorkflowRuntime:
         ``details['failures']`` lists them all), ValidationError (an idempotency key
         reused for another request), ConflictError (lost a race).
         """
+        for attempt in range(BUSY_RETRIES):
+            try:
+                return self._fire(
+                    entity,
+                    record_id,
+                    trigger,
+                    actor,
+                    payload,
+                    expected_version,
+                    idempotency_key,
+                )
+            except BusyError:
+                # Nothing was written (the transaction rolled back): wait a little and
+                # try again from the start, reading the record afresh.
+                if attempt == BUSY_RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _fire(
+        self,
+        entity: str,
+        record_id: Any,
+        trigger: str,
+        actor: Actor,
+        payload: Mapping[str, Any] | None,
+        expected_version: int | None,
+        idempotency_key: str | None,
+    ) -> TransitionResult:
         records = self.engine.records
         wf = self.workflow_for(entity)
         spec = records.spec(entity)
