@@ -19,6 +19,7 @@ from .auth import Auth, AuthEvents
 from .config import Config
 from .contributions import collect
 from .database import DatabaseURL, bind, build_database
+from .duplicates import DuplicateMatcher
 from .errors import ConfigError, MigrationError
 from .idempotency import Idempotency
 from .metadata import EntityRegistry
@@ -120,6 +121,8 @@ class Engine:
         self.db, self.classes = build_database(self.registry)
         self.url = DatabaseURL.parse(self.config.db_url, self.config.home)
         self.records = Records(self)
+        #: Duplicate keys (查重): declares the guanxi_dedup_key table, so before open().
+        self.duplicates = DuplicateMatcher(self)
         self.clock = clock or utcnow
         self.secret = b""
         self.is_open = False
@@ -252,6 +255,8 @@ class Engine:
         except ConfigError:
             self.close()
             raise
+        # index existing records of entities whose duplicate keys are new or changed
+        self.duplicates.sync()
         return plan
 
     def pending_migration(self) -> MigrationPlan:

@@ -94,10 +94,11 @@ def register_graphql(schema: Any) -> None:
 
 @hookspec
 def register_analytics(register: Callable[[str, Any], None]) -> None:
-    """Contribute an analytics object: ``register(plugin_name, provider)``.
+    """Contribute an analytics object: ``register(plugin_name, cls)``.
 
-    Every figure must be computed through ``engine.records.scoped_query`` so it counts
-    only what the caller may read.
+    ``cls`` is a strawberry type *class* whose fields are the figures; it appears as
+    ``analytics { <plugin_name> { ... } }``. Every figure must be computed through
+    ``engine.records.scoped_query`` so it counts only what the caller may read.
     """
 
 

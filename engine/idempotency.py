@@ -68,18 +68,24 @@ class Idempotency:
         )
 
     def create(
-        self, entity: str, data: Mapping[str, Any], *, actor: Actor, key: str | None
+        self,
+        entity: str,
+        data: Mapping[str, Any],
+        *,
+        actor: Actor,
+        key: str | None,
+        allow_duplicate: bool = False,
     ) -> Record:
         """``records.create`` that acts once per key: a repeat returns the first record."""
         records = self.engine.records
         if not key:
-            return records.create(entity, data, actor=actor)
+            return records.create(entity, data, actor=actor, allow_duplicate=allow_duplicate)
         request = request_hash(entity, dict(data))
         operation = f"create{entity}"
         with records.transaction(write=True):
             earlier = self.remembered(actor, operation, key, request)
             if earlier is not None:
                 return records.get(entity, earlier["id"], actor=actor)
-            record = records.create(entity, data, actor=actor)
+            record = records.create(entity, data, actor=actor, allow_duplicate=allow_duplicate)
             self.remember(actor, operation, key, request, {"id": record.id})
             return record

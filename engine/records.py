@@ -32,7 +32,14 @@ from pony.orm.dbapiprovider import IntegrityError, OperationalError
 
 from .actor import SYSTEM, Actor
 from .database import currency_column
-from .errors import ConflictError, FieldProblem, NotFound, PermissionDenied, ValidationError
+from .errors import (
+    BusyError,
+    ConflictError,
+    FieldProblem,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 from .filters import compile_filter, compile_order
 from .metadata import EntitySpec, FieldSpec
 from .validation import Money, check_write
@@ -160,7 +167,7 @@ class Records:
         except OperationalError as exc:
             if not _is_busy(exc):
                 raise
-            raise ConflictError(
+            raise BusyError(
                 "the database is busy with another write; try again in a moment"
             ) from exc
 
@@ -449,11 +456,25 @@ class Records:
         )
 
     # -- writing --------------------------------------------------------------------------
-    def create(self, entity: str, data: Mapping[str, Any], *, actor: Actor = SYSTEM) -> Record:
-        """Create one record (and its parts, given under their reverse names)."""
+    def create(
+        self,
+        entity: str,
+        data: Mapping[str, Any],
+        *,
+        actor: Actor = SYSTEM,
+        allow_duplicate: bool = False,
+    ) -> Record:
+        """Create one record (and its parts, given under their reverse names).
+
+        A record of an entity with ``duplicate_keys`` that matches a live record is a
+        ConflictError listing ``details["candidates"]``, unless ``allow_duplicate``.
+        """
         spec = self.spec(entity)
         with self.transaction(write=True):
-            return self._create(spec, dict(data), actor)
+            record = self._create(spec, dict(data), actor)
+            if not allow_duplicate:
+                self.engine.duplicates.refuse(spec, record.id)
+            return record
 
     def create_many(
         self,
@@ -463,11 +484,14 @@ class Records:
         actor: Actor = SYSTEM,
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
+        allow_duplicate: bool = False,
     ) -> list[int]:
         """Create many records in one transaction: all are written, or none.
 
         Rows are validated in batches (refs and uniqueness with one query per field and
         batch); every problem carries its 1-based row number. Every record is audited.
+        Rows duplicating live records or each other are a ConflictError (see
+        ``DuplicateMatcher.refuse_many``) unless ``allow_duplicate``.
         """
         spec = self.spec(entity)
         ids: list[int] = []
@@ -489,6 +513,8 @@ class Records:
                     progress(start - 1 + len(batch))
             if problems:
                 raise ValidationError(problems[:MAX_PROBLEMS])
+            if not allow_duplicate:
+                self.engine.duplicates.refuse_many(spec, ids)
         return ids
 
     def _create_batch(
@@ -518,7 +544,13 @@ class Records:
             return []
         for values in checked:
             self.engine.policy.check_write(spec, actor, "create", values)
-        return [self._insert(spec, values, actor).id for values in checked]
+        objs = []
+        for values in checked:
+            obj = self._insert(spec, values, actor, finish=False)
+            self._finish(spec, obj, "create", {}, actor, index_keys=False)
+            objs.append(obj)
+        self.engine.duplicates.index_many(spec, objs)  # keys in bulk
+        return [obj.id for obj in objs]
 
     def _with_owner(self, spec: EntitySpec, values: dict[str, Any], actor: Actor) -> dict:
         # A record someone creates is theirs unless an owner is given; the system's
@@ -608,8 +640,11 @@ class Records:
         action: str,
         changes: dict[str, tuple[Any, Any]],
         actor: Actor,
+        *,
+        index_keys: bool = True,
     ) -> None:
-        """Run before_commit (computed fields), write the audit event, tell the plugins."""
+        """Run before_commit (computed fields), write the audit event, tell the plugins,
+        keep the duplicate keys (unless ``index_keys`` is False: create_many bulk-writes)."""
         hook = self.engine.hook
         if action in ("create", "update"):
             event = self._event(spec, obj, action, changes, actor)
@@ -646,6 +681,8 @@ class Records:
             if name in spec.fields and spec.fields[name].internal:
                 audit[name] = [None, "(changed)"]
         self._audit(spec, obj.id, action, audit, actor)
+        if index_keys:
+            self.engine.duplicates.index(spec, obj, action, changes)
         self._emit(spec, obj, action, changes, actor)
 
     def _event(
@@ -688,11 +725,13 @@ class Records:
         *,
         actor: Actor = SYSTEM,
         expected_version: int | None = None,
+        allow_duplicate: bool = False,
     ) -> Record:
         """Patch a record: fields not in ``data`` are never touched.
 
         With ``expected_version`` a stale write is a ConflictError; without it, a race
-        with another writer is still detected by the version column.
+        with another writer is still detected by the version column. Changing a duplicate
+        key to match a live record is a ConflictError unless ``allow_duplicate``.
         """
         spec = self.spec(entity)
         with self.transaction(write=True):
@@ -728,6 +767,8 @@ class Records:
                 self._write_parts(spec, obj, name, rows, parts[name], actor)
             changes = {k: (current[k], v) for k, v in changed.items()}
             self._finish(spec, obj, "update", changes, actor)
+            if not allow_duplicate:
+                self.engine.duplicates.refuse(spec, obj.id, changed=changes)
             return self._record(spec, obj, actor)
 
     def delete(

@@ -568,8 +568,14 @@ class WorkflowRuntime:
             "payload": row.payload,
         }
 
-    def history(self, entity: str, record_id: int) -> list[dict[str, Any]]:
-        """The workflow events of one record, oldest first."""
+    def history(
+        self, entity: str, record_id: int, actor: Actor | None = None
+    ) -> list[dict[str, Any]]:
+        """The workflow events of one record, oldest first.
+
+        With ``actor``, each payload shows only what they may see (:meth:`visible_payload`);
+        whether they may read the record at all is the caller's check.
+        """
         events = self.engine.classes["GxWorkflowEvent"]
         with self.engine.records.transaction():
             rows = (
@@ -581,7 +587,7 @@ class WorkflowRuntime:
                 )
                 .order_by("lambda e: e.id", {}, {})
             )
-            return [
+            found = [
                 {
                     "trigger": e.trigger,
                     "from_state": e.from_state,
@@ -595,6 +601,37 @@ class WorkflowRuntime:
                 }
                 for e in rows
             ]
+        if actor is not None:
+            for event in found:
+                event["payload"] = self.visible_payload(
+                    entity, event["trigger"], event["payload"], actor
+                )
+        return found
+
+    def visible_payload(
+        self, entity: str, trigger: str | None, payload: Mapping[str, Any] | None, actor: Actor
+    ) -> dict[str, Any] | None:
+        """``payload`` of a ``trigger`` event on ``entity`` without the keys that would show
+        ``actor`` a field hidden from them: a key named like such a field, or one an action
+        of the transition copies into one (``set: {cancel_reason: payload.reason}``, also
+        into a created record). None when nothing is left."""
+        if not payload:
+            return None
+        policy = self.engine.policy
+        registry = self.engine.registry
+
+        def hidden(target: str, name: str) -> bool:
+            spec = registry.get(target)
+            return spec is not None and not policy.readable_field(spec, actor, name)
+
+        keys = {name for name in payload if hidden(entity, name)}
+        wf = self.by_entity.get(entity)
+        for t in wf.transitions if wf is not None else ():
+            if t.trigger == trigger:
+                copies = _payload_copies(wf, t)
+                keys.update(key for target, name, key in copies if hidden(target, name))
+        shown = {k: v for k, v in payload.items() if k not in keys}
+        return shown or None
 
     def _start_timers(self, wf: Any, record_id: int, state: str) -> None:
         timeout = wf.states[state].timeout
@@ -724,3 +761,19 @@ class WorkflowRuntime:
 
 
 BUILTIN_ACTIONS = frozenset({"set", "create", "assign_owner", "notify"})
+
+
+def _payload_copies(wf: Any, t: Any) -> list[tuple[str, str, str]]:
+    """(entity, field, payload key) of every field the actions of firing ``t`` set from
+    the payload: ``set`` on the record, ``create`` of another record."""
+    calls = [*t.actions, *wf.states[t.dest].on_enter]
+    calls += [call for source in t.sources for call in wf.states[source].on_exit]
+    copies = []
+    for call in calls:
+        target = wf.entity if call.name == "set" else call.params.get("entity")
+        if call.name not in ("set", "create") or not target:
+            continue
+        for name, expr in (call.params.get("fields") or {}).items():
+            if isinstance(expr, str) and expr.startswith("payload."):
+                copies.append((target, name, expr[len("payload.") :]))
+    return copies

@@ -42,6 +42,14 @@ from .schema import build_schema
 
 SERVE_WORKER_ENV = "GUANXI_SERVE_WORKER"
 OPEN_FIELDS = frozenset({"login", "__typename"})
+#: strawberry's reasons for refusing a request, said so a person knows what to send
+BAD_REQUESTS = {
+    "Unable to parse request body as JSON": "the request is not valid JSON (its body, or "
+    'the variables of a GET): send {"query": "...", "variables": {...}}',
+    "Unsupported content type": "send the request as JSON, with Content-Type: application/json",
+    "No GraphQL query found in the request": 'the request has no "query": send '
+    '{"query": "...", "variables": {...}}',
+}
 
 
 class RequireToken(SchemaExtension):
@@ -132,14 +140,29 @@ class GuanxiGraphQL(GraphQL):
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         try:
             return await super().run(request, context, root_value)
-        except Exception as exc:  # strawberry's HTTPException(400), caused by:
+        except Exception as exc:  # strawberry's HTTPException (status_code, reason)
             if isinstance(exc.__cause__, InvalidOperationTypeError):  # a mutation over GET
-                response = _limit_response(
-                    "mutations are not accepted over GET; send them with POST", 405
+                response = _error_response(
+                    "mutations are not accepted over GET; send them with POST",
+                    405,
+                    "LIMIT_EXCEEDED",
                 )
                 response.headers["Allow"] = "POST"
                 return response
+            if getattr(exc, "status_code", None) == 400:  # a request that is no operation
+                return _error_response(_bad_request(exc), 400, "VALIDATION")
             raise
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A JSON body (or the ``variables`` of a GET) must be an object; strawberry would
+        answer any other JSON value with a server error."""
+        value = super().decode_json(data)
+        if not isinstance(value, dict | list):  # a list is a batch, refused before this
+            raise BadRequest(
+                f"expected a JSON object, not {type(value).__name__}: send "
+                '{"query": "...", "variables": {...}}'
+            )
+        return value
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -170,11 +193,30 @@ class GuanxiGraphQL(GraphQL):
         await super().__call__(scope, replay, send)
 
 
-def _limit_response(message: str, status: int) -> JSONResponse:
+class BadRequest(Exception):
+    """A request strawberry cannot read as an operation (shaped like its HTTPException)."""
+
+    status_code = 400
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _bad_request(exc: Exception) -> str:
+    reason = str(getattr(exc, "reason", "") or exc)
+    return BAD_REQUESTS.get(reason, reason)
+
+
+def _error_response(message: str, status: int, code: str) -> JSONResponse:
     return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": "LIMIT_EXCEEDED"}}]},
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
         status_code=status,
     )
+
+
+def _limit_response(message: str, status: int) -> JSONResponse:
+    return _error_response(message, status, "LIMIT_EXCEEDED")
 
 
 def build_app(engine: Engine, limits: Limits | None = None) -> Starlette:

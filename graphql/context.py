@@ -8,7 +8,6 @@ immutable records; nothing awaits inside a session and no Pony object leaves one
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,8 +16,10 @@ import anyio.to_thread
 from pony.orm import db_session
 from strawberry.dataloader import DataLoader
 
-from guanxi.engine import Actor, Engine, Record, Unauthenticated
+from guanxi.engine import Actor, Engine, PermissionDenied, Record, Unauthenticated
 from guanxi.engine.filters import compile_filter, compile_order
+
+from .nested import first_per_parent
 
 T = TypeVar("T")
 
@@ -54,6 +55,12 @@ class Context:
             raise Unauthenticated("sign in first: send Authorization: Bearer <token>")
         return self.actor
 
+    def label(self, item: Any) -> str:
+        """The label of a metadata item (entity, field, state, transition, role) in the
+        caller's language: its ``labels[language]``, else its ``label``."""
+        labels = getattr(item, "labels", None) or {}
+        return labels.get(self.language) or getattr(item, "label", "") or ""
+
     def loader(self, key: Hashable, make: Callable[[], DataLoader]) -> DataLoader:
         found = self.loaders.get(key)
         if found is None:
@@ -76,7 +83,7 @@ class Context:
             query = records.scoped_query(entity, actor).filter(
                 "lambda x: x.id in ids", {}, {"ids": list(ids)}
             )
-            return {obj.id: records._record(spec, obj) for obj in query}
+            return {obj.id: records._record(spec, obj, actor) for obj in query}
 
         found = await in_thread(load)
         return [found.get(int(i)) for i in ids]
@@ -108,7 +115,7 @@ class Context:
         rev = engine.registry[entity].reverses[reverse]
         source = rev.source
 
-        def load() -> dict[int, list[Record]]:
+        def load() -> tuple[dict[int, int], dict[int, list[Record]]]:
             spec = records.spec(source)
             readable = records._readable(actor)
             compiled = compile_filter(
@@ -119,15 +126,26 @@ class Context:
                 scope=records._scope(actor),
                 readable=readable,
             )
+            if compiled.include_deleted and not actor.is_admin:  # as records.list says
+                raise PermissionDenied("only admins may list the recycle bin")
             query = records.scoped_query(source, actor, include_deleted=compiled.include_deleted)
             query = compiled.apply(query).filter(
                 f"lambda x: x.{rev.field}.id in parents", {}, {"parents": list(parent_ids)}
             )
             order_text = compile_order(engine.registry, source, order, readable=readable)
-            grouped: dict[int, list[Record]] = defaultdict(list)
-            for obj in query.order_by(order_text, records._globals(), {}):
-                grouped[getattr(obj, rev.field).id].append(records._record(spec, obj))
-            return grouped
+            totals, grouped = first_per_parent(
+                engine.db,
+                engine.classes[source],
+                query,
+                rev.field,
+                order_text,
+                records._globals(),
+                first,
+            )
+            return totals, {
+                parent: [records._record(spec, obj, actor) for obj in objs]
+                for parent, objs in grouped.items()
+            }
 
-        grouped = await in_thread(load)
-        return [(len(grouped.get(p, [])), grouped.get(p, [])[:first]) for p in parent_ids]
+        totals, grouped = await in_thread(load)
+        return [(totals.get(p, 0), grouped.get(p, [])) for p in parent_ids]

@@ -15,10 +15,11 @@ from strawberry.scalars import JSON
 from strawberry.types.unset import UNSET
 
 from guanxi.engine import LimitExceeded, Record
-from guanxi.engine.metadata import EntityRegistry, EntitySpec, FieldSpec
+from guanxi.engine.metadata import OWNER_ENTITY, EntityRegistry, EntitySpec, FieldSpec
 
 from .context import Context, in_thread
-from .errors import graphql_errors
+from .errors import camel_reasons
+from .members import members_field, shares_records
 from .types import (
     BASE_FILTER,
     BASE_OUTPUT,
@@ -321,6 +322,8 @@ def _fill_object(
                 description=f"{rev.source} records whose {rev.field} is this record.",
             ),
         )
+    if shares_records(spec):
+        cls.members = members_field(spec, shells[OWNER_ENTITY]["object"])
     if has_workflow:
         cls.available_transitions = strawberry.field(resolver=_available_resolver(spec))
         cls.history = strawberry.field(resolver=_history_resolver(spec))
@@ -337,7 +340,7 @@ def _ref_resolver(f: FieldSpec, target: type) -> Any:
 
     resolve.__annotations__ = {"root": Any, "info": strawberry.Info, "return": _opt(target)}
     resolve.__name__ = f.name
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _ref_id_resolver(f: FieldSpec) -> Any:
@@ -347,7 +350,7 @@ def _ref_id_resolver(f: FieldSpec) -> Any:
 
     resolve.__annotations__ = {"root": Any, "return": _opt(strawberry.ID)}
     resolve.__name__ = f"{f.name}_id"
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _reverse_resolver(entity: str, rname: str, source: dict[str, type]) -> Any:
@@ -381,40 +384,44 @@ def _reverse_resolver(entity: str, rname: str, source: dict[str, type]) -> Any:
         "return": conn,
     }
     resolve.__name__ = rname
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _available_resolver(spec: EntitySpec) -> Any:
     async def resolve(root: Record, info: strawberry.Info) -> list[AvailableTransition]:
         ctx: Context = info.context
         actor = ctx.require_actor()
-        found = await in_thread(
-            lambda: ctx.engine.runtime.available_transitions(spec.name, root["id"], actor)
-        )
+        runtime = ctx.engine.runtime
+        found = await in_thread(lambda: runtime.available_transitions(spec.name, root["id"], actor))
+        # the runtime gives the English label; its definition has the translations
+        transitions = runtime.workflow_for(spec.name).transitions
+        defined = {(t.trigger, t.dest, t.label): t for t in transitions}
         return [
             AvailableTransition(
                 trigger=t.trigger,
-                label=t.label,
+                label=ctx.label(defined.get((t.trigger, t.dest, t.label), t)),
                 dest=t.dest,
                 allowed=t.allowed,
-                reasons=list(t.reasons),
+                reasons=camel_reasons(list(t.reasons)),
             )
             for t in found
         ]
 
     resolve.__name__ = "available_transitions"
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _history_resolver(spec: EntitySpec) -> Any:
     async def resolve(root: Record, info: strawberry.Info) -> list[WorkflowEvent]:
         ctx: Context = info.context
-        ctx.require_actor()
-        events = await in_thread(lambda: ctx.engine.runtime.history(spec.name, root["id"]))
+        actor = ctx.require_actor()
+        events = await in_thread(
+            lambda: ctx.engine.runtime.history(spec.name, root["id"], actor=actor)
+        )
         return [workflow_event(e) for e in events]
 
     resolve.__name__ = "history"
-    return graphql_errors(resolve)
+    return resolve
 
 
 def type_name(spec: EntitySpec) -> str:

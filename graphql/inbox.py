@@ -13,7 +13,6 @@ from strawberry.scalars import JSON
 from guanxi.engine import LimitExceeded
 
 from .context import Context, call_engine, in_thread
-from .errors import graphql_errors
 from .types import PageInfo
 
 
@@ -50,7 +49,6 @@ def _position(cursor: str | None) -> int:
 
 
 def inbox_fields() -> dict[str, Any]:
-    @graphql_errors
     async def notifications(
         info: strawberry.Info,
         unread: Optional[bool] = None,  # noqa: UP045
@@ -95,7 +93,6 @@ def inbox_fields() -> dict[str, Any]:
             nodes=nodes,
         )
 
-    @graphql_errors
     async def unread_count(info: strawberry.Info) -> int:
         """How many of your notifications are unread."""
         ctx: Context = info.context
@@ -109,7 +106,6 @@ def inbox_fields() -> dict[str, Any]:
             )
         )
 
-    @graphql_errors
     async def mark_notifications_read(info: strawberry.Info, ids: list[strawberry.ID]) -> int:
         """Mark your notifications read; returns how many changed."""
         ctx: Context = info.context

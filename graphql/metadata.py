@@ -12,7 +12,6 @@ import strawberry
 from guanxi.engine.workflow_defs import to_mermaid
 
 from .context import Context
-from .errors import graphql_errors
 from .types import camel
 
 
@@ -84,17 +83,11 @@ class Metadata:
     roles: list[RoleMeta]
 
 
-def _label(item: object, language: str) -> str:
-    labels = getattr(item, "labels", {}) or {}
-    return labels.get(language) or getattr(item, "label", "") or ""
-
-
-@graphql_errors
 def build_metadata(info: strawberry.Info) -> Metadata:
     """Entities with their visible fields, workflows and roles, labelled for the caller."""
     ctx: Context = info.context
     actor = ctx.require_actor()
-    engine, lang = ctx.engine, ctx.language
+    engine = ctx.engine
     entities = []
     for spec in engine.registry:
         fields = [
@@ -102,8 +95,8 @@ def build_metadata(info: strawberry.Info) -> Metadata:
                 name=camel(f.name),
                 type=f.type,
                 required=f.required,
-                label=_label(f, lang),
-                choices=[ChoiceMeta(value=c.value, label=_label(c, lang)) for c in f.choices],
+                label=ctx.label(f),
+                choices=[ChoiceMeta(value=c.value, label=ctx.label(c)) for c in f.choices],
                 target=f.to,
                 readonly=f.readonly,
             )
@@ -112,20 +105,20 @@ def build_metadata(info: strawberry.Info) -> Metadata:
         ]
         entities.append(
             EntityMeta(
-                name=spec.name, plural=camel(spec.plural), label=_label(spec, lang), fields=fields
+                name=spec.name, plural=camel(spec.plural), label=ctx.label(spec), fields=fields
             )
         )
     workflows = [
         WorkflowMeta(
             name=wf.name,
-            label=_label(wf, lang),
+            label=ctx.label(wf),
             entity=wf.entity,
             field=camel(wf.field),
             initial=wf.initial,
             states=[
                 StateMeta(
                     name=s.name,
-                    label=_label(s, lang),
+                    label=ctx.label(s),
                     final=s.final,
                     outcome=s.outcome,
                     probability=s.probability,
@@ -135,7 +128,7 @@ def build_metadata(info: strawberry.Info) -> Metadata:
             transitions=[
                 TransitionMeta(
                     trigger=t.trigger,
-                    label=_label(t, lang) or t.trigger,
+                    label=ctx.label(t) or t.trigger,
                     sources=list(t.sources),
                     dest=t.dest,
                     roles=list(t.roles),
@@ -146,7 +139,5 @@ def build_metadata(info: strawberry.Info) -> Metadata:
         )
         for wf in engine.workflows.values()
     ]
-    roles = [
-        RoleMeta(name=name, label=_label(role, lang)) for name, role in engine.role_defs.items()
-    ]
+    roles = [RoleMeta(name=name, label=ctx.label(role)) for name, role in engine.role_defs.items()]
     return Metadata(entities=entities, workflows=workflows, roles=roles)

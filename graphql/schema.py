@@ -35,11 +35,12 @@ from .entities import (
     page_size,
     workflow_event,
 )
-from .errors import ErrorCodes, graphql_errors
+from .errors import ErrorCodes, GraphQLNames
 from .inbox import inbox_fields
 from .limits import Limits
+from .members import member_mutations
 from .metadata import Metadata, build_metadata
-from .session import current_user, login_field, logout_field
+from .session import current_user, login_field, logout_field, set_password_field
 from .types import EntityTypes, PageInfo, camel, convert_filter
 
 
@@ -93,7 +94,7 @@ class SchemaBuilder:
 
     def analytics(self, name: str, cls: type) -> None:
         """``analytics { <name> { ... } }``: an object type whose fields are figures."""
-        self._add(self.analytics_types, "analytics object", name, cls)
+        self._add_analytics(name, cls)
 
     def for_plugin(self, plugin: str) -> SchemaBuilder:
         view = _PluginView(self, f"plugin {plugin}")
@@ -115,6 +116,10 @@ class SchemaBuilder:
             )
         table[name] = Contribution(name, field, origin)
 
+    def _add_analytics(self, name: str, cls: Any, origin: str | None = None) -> None:
+        _check_analytics(name, cls, origin or self._origin)
+        self._add(self.analytics_types, "analytics object", name, cls, origin)
+
     # -- assembly ----------------------------------------------------------------------------
     def build(self, limits: Limits, extra_extensions: list[Any]) -> strawberry.Schema:
         self._core_fields()
@@ -126,18 +131,16 @@ class SchemaBuilder:
             argument="schema",
         )
         for item in self.engine.analytics:  # register_analytics(register) contributions
-            if isinstance(item.value, type):
-                self._add(
-                    self.analytics_types, "analytics object", item.name, item.value, item.origin
-                )
+            self._add_analytics(item.name, item.value, item.origin)
         if self.analytics_types:
             self._analytics_root()
         query = create_type("Query", [self._named(c) for c in self.queries.values()])
         mutation = create_type("Mutation", [self._named(c) for c in self.mutations.values()])
+        names = GraphQLNames(self.engine.registry)
         # Factories, not instances: an extension holds the request it is working on.
         extensions: list[Any] = [
             *extra_extensions,
-            lambda: ErrorCodes(suggestions=limits.introspection),
+            lambda: ErrorCodes(suggestions=limits.introspection, names=names),
             lambda: QueryDepthLimiter(max_depth=limits.max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
@@ -163,6 +166,9 @@ class SchemaBuilder:
         self.mutation("logout", logout_field())
         for name, field in inbox_fields().items():
             (self.mutation if name.startswith("mark") else self.query)(name, field)
+        self.mutation("set_password", set_password_field())
+        for name, field in member_mutations(user).items():
+            self.mutation(name, field)
         self.mutation("fire_transition", strawberry.field(resolver=_fire_transition))
 
     def _entity_fields(self) -> None:
@@ -208,7 +214,7 @@ class SchemaBuilder:
             return analytics()
 
         resolve.__annotations__ = {"info": strawberry.Info, "return": analytics}
-        self.query("analytics", strawberry.field(resolver=graphql_errors(resolve)))
+        self.query("analytics", strawberry.field(resolver=resolve))
 
 
 class _PluginView:
@@ -228,9 +234,22 @@ class _PluginView:
         self._builder._add(self._builder.mutations, "mutation", name, field, self._origin)
 
     def analytics(self, name: str, cls: type) -> None:
-        self._builder._add(
-            self._builder.analytics_types, "analytics object", name, cls, self._origin
-        )
+        self._builder._add_analytics(name, cls, self._origin)
+
+
+def _check_analytics(name: str, value: Any, origin: str) -> None:
+    """An analytics contribution must be a strawberry object type, passed as the class: the
+    API builds one per request, so an instance (or anything else) would never be served."""
+    if isinstance(value, type) and hasattr(value, "__strawberry_definition__"):
+        return
+    if isinstance(value, type):
+        problem = f"{value.__name__} is not a strawberry type; decorate it with @strawberry.type"
+    elif hasattr(type(value), "__strawberry_definition__"):
+        cls = type(value).__name__
+        problem = f"pass the class, not an instance: register({name!r}, {cls})"
+    else:
+        problem = f"expected a @strawberry.type class, got {value!r}"
+    raise PluginError(f"analytics {name!r}: {problem}", where=origin)
 
 
 def _analytics_field(name: str, cls: type) -> Any:
@@ -238,7 +257,7 @@ def _analytics_field(name: str, cls: type) -> Any:
         return cls()
 
     resolve.__annotations__ = {"return": cls}
-    field = strawberry.field(resolver=graphql_errors(resolve))
+    field = strawberry.field(resolver=resolve)
     field.python_name = name
     return field
 
@@ -274,7 +293,7 @@ def _get_resolver(types: EntityTypes) -> Callable[..., Any]:
         "id": strawberry.ID,
         "return": _opt(types.object),
     }
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _list_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
@@ -313,41 +332,62 @@ def _list_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
         "after": _opt(str),
         "return": types.connection,
     }
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _create_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
     spec = types.spec
 
-    async def resolve(info: strawberry.Info, input: Any, idempotency_key: Any = None) -> Any:
+    async def resolve(
+        info: strawberry.Info,
+        input: Any,
+        idempotency_key: Any = None,
+        allow_duplicate: Any = False,
+    ) -> Any:
         ctx: Context = info.context
         actor = ctx.require_actor()
         data = input_values(engine.registry, spec, input)
         return await call_engine(
-            lambda: engine.idempotency.create(spec.name, data, actor=actor, key=idempotency_key)
+            lambda: engine.idempotency.create(
+                spec.name,
+                data,
+                actor=actor,
+                key=idempotency_key,
+                allow_duplicate=bool(allow_duplicate),
+            )
         )
 
     resolve.__annotations__ = {
         "info": strawberry.Info,
         "input": types.create,
         "idempotency_key": _opt(str),
+        "allow_duplicate": _opt(bool),
         "return": types.object,
     }
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _update_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
     spec = types.spec
 
     async def resolve(
-        info: strawberry.Info, id: strawberry.ID, input: Any, version: Any = None
+        info: strawberry.Info,
+        id: strawberry.ID,
+        input: Any,
+        version: Any = None,
+        allow_duplicate: Any = False,
     ) -> Any:
         ctx: Context = info.context
         actor = ctx.require_actor()
         data = input_values(engine.registry, spec, input)
         return await call_engine(
             lambda: engine.records.update(
-                spec.name, id, data, actor=actor, expected_version=version
+                spec.name,
+                id,
+                data,
+                actor=actor,
+                expected_version=version,
+                allow_duplicate=bool(allow_duplicate),
             )
         )
 
@@ -356,9 +396,10 @@ def _update_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
         "id": strawberry.ID,
         "input": types.update,
         "version": _opt(int),
+        "allow_duplicate": _opt(bool),
         "return": types.object,
     }
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _delete_resolver(types: EntityTypes) -> Callable[..., Any]:
@@ -370,7 +411,7 @@ def _delete_resolver(types: EntityTypes) -> Callable[..., Any]:
         await call_engine(lambda: ctx.engine.records.delete(entity, id, actor=actor))
         return True
 
-    return graphql_errors(resolve)
+    return resolve
 
 
 def _restore_resolver(types: EntityTypes) -> Callable[..., Any]:
@@ -382,10 +423,9 @@ def _restore_resolver(types: EntityTypes) -> Callable[..., Any]:
         return await call_engine(lambda: ctx.engine.records.restore(entity, id, actor=actor))
 
     resolve.__annotations__ = {"info": strawberry.Info, "id": strawberry.ID, "return": types.object}
-    return graphql_errors(resolve)
+    return resolve
 
 
-@graphql_errors
 async def _fire_transition(
     info: strawberry.Info,
     entity: str,
@@ -409,10 +449,10 @@ async def _fire_transition(
             idempotency_key=idempotency_key,
         )
     )
+    event = dict(result.event)
+    event["payload"] = ctx.engine.runtime.visible_payload(entity, trigger, event["payload"], actor)
     return TransitionResult(
-        state=result.state,
-        previous_state=result.previous_state,
-        event=workflow_event(result.event),
+        state=result.state, previous_state=result.previous_state, event=workflow_event(event)
     )
 
 

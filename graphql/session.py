@@ -1,4 +1,4 @@
-"""Signing in and out: ``login``, ``logout`` and ``me``."""
+"""Signing in and out: ``login``, ``logout``, ``me`` and ``setPassword``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any, Optional
 import strawberry
 
 from .context import Context, call_engine, in_thread
-from .errors import graphql_errors
 
 
 def login_field(user_type: type) -> Any:
@@ -42,13 +41,10 @@ def login_field(user_type: type) -> Any:
         "password": str,
         "return": session,
     }
-    return strawberry.field(
-        resolver=graphql_errors(login), description="Sign in with a user name and password."
-    )
+    return strawberry.field(resolver=login, description="Sign in with a user name and password.")
 
 
 def logout_field() -> Any:
-    @graphql_errors
     async def logout(info: strawberry.Info) -> bool:
         ctx: Context = info.context
         ctx.require_actor()
@@ -56,6 +52,29 @@ def logout_field() -> Any:
         return bool(token) and await call_engine(lambda: ctx.engine.auth.logout(token))
 
     return strawberry.field(resolver=logout, description="End this token's session.")
+
+
+def set_password_field() -> Any:
+    async def set_password(
+        info: strawberry.Info,
+        user_id: strawberry.ID,
+        password: str,
+        current_password: Optional[str] = None,  # noqa: UP045
+    ) -> bool:
+        ctx: Context = info.context
+        actor = ctx.require_actor()
+        await call_engine(
+            lambda: ctx.engine.auth.set_password(
+                user_id, password, actor=actor, current_password=current_password
+            )
+        )
+        return True
+
+    return strawberry.field(
+        resolver=set_password,
+        description="Set a user's password: your own with currentPassword, anyone's as an "
+        "admin. Every token of that user stops working, the one of this request included.",
+    )
 
 
 def current_user(user_type: type) -> Any:
@@ -67,4 +86,4 @@ def current_user(user_type: type) -> Any:
         return await in_thread(lambda: ctx.engine.records.get("User", actor.id, actor=actor))
 
     me.__annotations__ = {"info": strawberry.Info, "return": Optional[user_type]}  # noqa: UP045
-    return graphql_errors(me)
+    return me

@@ -456,11 +456,17 @@ def test_a_plugin_may_not_register_a_built_in_action_name(build):
 
 
 # -- loading ---------------------------------------------------------------------------------
+def own_notices(notices):
+    """The notices about the test's workflows: the shipped sales_pipeline is skipped with
+    a notice whenever the sales plugin is not loaded."""
+    return [n for n in notices if "sales_pipeline" not in n]
+
+
 def test_the_engine_loads_plugin_workflows_with_their_origin(build):
     engine = build(ShipsExample())
     wf = engine.workflows["expo_booking"]
     assert wf.origin == "plugin ships_example" and wf.source == str(EXAMPLE)
-    assert engine.workflow_notices == ()
+    assert own_notices(engine.workflow_notices) == []
 
 
 def test_the_engine_loads_admin_workflows(build, home):
@@ -509,14 +515,14 @@ def test_two_workflows_binding_one_field_are_an_error(build, home):
 def test_a_workflow_whose_entity_is_not_loaded_is_skipped_with_a_notice(build, test_plugin):
     engine = build(ShipsExample(), plugins=[test_plugin("example_actions")])
     assert engine.workflows == {}
-    [notice] = engine.workflow_notices
+    [notice] = own_notices(engine.workflow_notices)
     assert "expo_booking" in notice and "ExpoBooking is not loaded" in notice
 
 
 def test_load_workflows_returns_the_workflows_and_notices(build, home):
     shutil.copy(EXAMPLE, home / "workflows" / "booking.yaml")
     found = load_workflows(build())
-    assert list(found.workflows) == ["expo_booking"] and found.notices == ()
+    assert list(found.workflows) == ["expo_booking"] and own_notices(found.notices) == []
 
 
 def test_check_reports_a_file_binding_a_field_another_loaded_workflow_binds(build, tmp_path):
