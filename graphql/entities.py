@@ -32,7 +32,6 @@ from .types import (
     PageInfo,
     SortDirection,
     convert_filter,
-    pascal,
 )
 
 NESTED_PAGE = 50
@@ -422,7 +421,3 @@ def _history_resolver(spec: EntitySpec) -> Any:
 
     resolve.__name__ = "history"
     return resolve
-
-
-def type_name(spec: EntitySpec) -> str:
-    return pascal(spec.table)

@@ -11,25 +11,19 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types.base import StrawberryOptional
 from strawberry.types.unset import UNSET
 
-from guanxi.engine.metadata import EntitySpec, FieldSpec
+from guanxi.engine.metadata import EntitySpec
 
 
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def pascal(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
 # -- shared scalar-ish types -----------------------------------------------------------------
@@ -194,7 +188,6 @@ class EntityTypes:
     edge: type
     #: for part entities: the input used nested in the parent (without the parent ref)
     part_input: type | None = None
-    reverse_args: dict[str, Any] = field(default_factory=dict)
 
 
 def convert_filter(value: Any) -> Any:
@@ -219,63 +212,3 @@ def convert_filter(value: Any) -> Any:
         else:
             out[f.python_name] = convert_filter(item)
     return out
-
-
-def convert_input(value: Any) -> dict[str, Any]:
-    """A create/update input instance -> engine field data (unset fields left out)."""
-    out: dict[str, Any] = {}
-    for f in value.__strawberry_definition__.fields:
-        item = getattr(value, f.python_name)
-        if item is UNSET:
-            continue
-        name = f.python_name
-        if name.endswith("_id") and getattr(f, "_guanxi_ref", False):
-            name = name[: -len("_id")]
-        if isinstance(item, MoneyInput):
-            item = {"amount": item.amount, "currency": item.currency}
-        elif isinstance(item, list) and item and hasattr(item[0], "__strawberry_definition__"):
-            item = [convert_input(v) for v in item]
-        elif isinstance(item, str) and f.python_name.endswith("_id"):
-            item = item
-        out[name] = item
-    return out
-
-
-def _optional(annotation: Any) -> Any:
-    return Optional[annotation]  # noqa: UP045
-
-
-def _input_fields(
-    spec: EntitySpec,
-    *,
-    update: bool,
-    skip: set[str],
-    parts: dict[str, tuple[EntitySpec, FieldSpec]],
-    part_inputs: Callable[[str], type],
-) -> dict[str, Any]:
-    annotations: dict[str, Any] = {}
-    namespace: dict[str, Any] = {}
-    for f in spec:
-        if f.readonly or f.internal or f.name in skip:
-            continue
-        required = f.required and f.default is None and not update
-        if f.type == "ref":
-            attr = f"{f.name}_id"
-            annotations[attr] = strawberry.ID if required else _optional(strawberry.ID)
-            field_ = strawberry.field(default=UNSET) if not required else strawberry.field()
-            field_._guanxi_ref = True  # type: ignore[attr-defined]
-            namespace[attr] = field_
-            continue
-        scalar = MoneyInput if f.type == "money" else SCALARS[f.type]
-        annotations[f.name] = scalar if required else _optional(scalar)
-        namespace[f.name] = strawberry.field() if required else strawberry.field(default=UNSET)
-    for rname, (part_spec, _parent_ref) in parts.items():
-        annotations[rname] = _optional(list[part_inputs(part_spec.name)])  # type: ignore[misc]
-        namespace[rname] = strawberry.field(default=UNSET)
-    # strawberry inputs are keyword-only dataclasses: field order does not matter
-    namespace["__annotations__"] = annotations
-    return namespace
-
-
-def is_optional(annotation: Any) -> bool:
-    return isinstance(annotation, StrawberryOptional)

@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +26,28 @@ POSTGRES_ENV = "GUANXI_TEST_POSTGRES_URL"
 SKIP_POSTGRES = (
     f"PostgreSQL run skipped: set {POSTGRES_ENV}, e.g. postgres://postgres@127.0.0.1:5432/postgres"
 )
+
+
+#: The instant every injected clock starts at.
+T0 = datetime(2027, 3, 1, 9, 0, 0)
+
+
+class Clock:
+    """An injected clock tests move by hand (``Engine(clock=...)``)."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 def load_test_plugin(name: str) -> ModuleType:

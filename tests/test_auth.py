@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -13,24 +13,12 @@ from guanxi.engine import Actor, NotFound, PermissionDenied, ValidationError, ho
 from guanxi.engine.auth import default_hasher
 from guanxi.engine.errors import LimitExceeded, Unauthenticated
 
-T0 = datetime(2027, 3, 1, 9, 0, 0)
+from .conftest import T0
+
 PASSWORD = "correct horse battery"
 #: Cheap argon2id parameters so tests that fail many logins stay quick; the parameters
 #: of production are checked by their own test.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-class Clock:
-    """An injected clock tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class Roles:
@@ -43,11 +31,6 @@ class Roles:
         read_all = {"read": "all", "create": "none", "update": "none", "delete": "none"}
         register("clerk", {"label": "Clerk", "default": read_all})
         register("auditor", {"label": "Auditor", "default": read_all})
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ finance fang and executive boss.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,8 @@ import pytest
 
 from guanxi.engine import SYSTEM, Money, NotFound, PermissionDenied, ValidationError
 
-T0 = datetime(2027, 3, 1, 9, 0, 0)
+from .conftest import T0
+
 SALES_ENTITIES = (
     "Customer",
     "Contact",
@@ -34,14 +35,6 @@ SALES_ENTITIES = (
     "Activity",
     "Task",
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Sales:
@@ -96,11 +89,6 @@ class Sales:
 
     def get(self, entity: str, record_id: int, actor=SYSTEM):
         return self.engine.records.get(entity, record_id, actor=actor)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ and zhao (West), supervisors chen (East) and qian (West). Time is an injected cl
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,24 +16,9 @@ import pytest
 
 from guanxi.engine import Money, NotFound, ValidationError, WorkflowError
 
+from .conftest import T0
+
 EIGHT_STEPS = Path(__file__).parent.parent / "docs" / "examples" / "sales_eight_steps.yaml"
-T0 = datetime(2027, 3, 1, 9, 0, 0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pony.orm import db_session
@@ -59,25 +59,6 @@ roles:
   clerk:
     default: {read: all, create: all, update: all, delete: all}
 """
-T0 = datetime(2027, 3, 1, 9, 0, 0)
-
-
-class Clock:
-    """An injected clock tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
