@@ -18,6 +18,7 @@ from .errors import (
     NotFound,
     PermissionDenied,
     PluginError,
+    TransitionValuesError,
     Unauthenticated,
     ValidationError,
     WorkflowError,
@@ -46,6 +47,7 @@ __all__ = [
     "RecordEvent",
     "Unauthenticated",
     "ValidationError",
+    "TransitionValuesError",
     "WorkflowError",
     "hookimpl",
 ]

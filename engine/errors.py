@@ -133,6 +133,23 @@ class WorkflowError(GuanxiError):
     code = "INVALID_TRANSITION"
 
 
+class TransitionValuesError(ValidationError, WorkflowError):
+    """A transition that may fire but for values: fields its destination requires are
+    empty, or its payload is missing or invalid. Code VALIDATION, naming the fields, and
+    still a WorkflowError carrying ``details['failures']`` like every refused transition.
+    """
+
+    code = "VALIDATION"
+
+    def __init__(self, problems: list[FieldProblem], *, context: str, **details: Any) -> None:
+        ValidationError.__init__(self, problems)
+        #: what was refused, ``cannot propose Opportunity #7``: the message's prefix
+        self.context = context
+        self.message = f"{context}: {self.message}"
+        self.args = (self.message,)
+        self.details = details
+
+
 class LimitExceeded(GuanxiError):
     """A request went past a configured safety limit."""
 
@@ -157,6 +174,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PluginError",
+    "TransitionValuesError",
     "Unauthenticated",
     "ValidationError",
     "WorkflowError",

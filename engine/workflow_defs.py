@@ -55,7 +55,8 @@ WORKFLOW_KEYS = frozenset(
 )
 REQUIRED_WORKFLOW_KEYS = ("workflow", "entity", "field", "initial", "states")
 STATE_KEYS = frozenset(
-    "label labels final outcome probability require on_enter on_exit timeout".split()
+    "label labels final outcome probability rotten_after_days require on_enter on_exit"
+    " timeout".split()
 )
 TRANSITION_KEYS = frozenset(
     "trigger label labels source dest roles conditions unless payload actions".split()
@@ -126,6 +127,9 @@ class StateDef:
     on_exit: tuple[ActionCall, ...]
     timeout: TimeoutDef | None
     where: str
+    #: days without activity after which a record in this state counts as rotten (stale);
+    #: the engine keeps the number, plugins decide what activity is and what to do about it
+    rotten_after_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -512,8 +516,6 @@ class _Reader:
         outcome = raw.get("outcome")
         if outcome is not None and outcome not in OUTCOMES:
             self.problem(where(raw, "outcome"), f"{what}: outcome must be won or lost")
-        elif outcome is not None and not final:
-            self.problem(where(raw, "outcome"), f"{what}: only a final state has an outcome")
         probability = raw.get("probability")
         if probability is not None and (
             isinstance(probability, bool)
@@ -524,6 +526,22 @@ class _Reader:
                 where(raw, "probability"), f"{what}: probability must be a number from 0 to 1"
             )
             probability = None
+        rotten = raw.get("rotten_after_days")
+        if rotten is not None and (
+            isinstance(rotten, bool) or not isinstance(rotten, int) or rotten < 1
+        ):
+            self.problem(
+                where(raw, "rotten_after_days"),
+                f"{what}: rotten_after_days must be a whole number of days, at least 1",
+            )
+            rotten = None
+        if rotten is not None and (final or outcome is not None):
+            self.problem(
+                where(raw, "rotten_after_days"),
+                f"{what}: rotten_after_days is for open states; "
+                "this one is final or has an outcome",
+            )
+            rotten = None
         require = self.names(raw, "require", what)
         if self.spec is not None:
             for f in require:
@@ -549,6 +567,7 @@ class _Reader:
             on_exit=on_exit,
             timeout=self.timeout(raw, what),
             where=at,
+            rotten_after_days=rotten,
         )
 
     def timeout(self, state: LocatedDict, what: str) -> TimeoutDef | None:

@@ -25,6 +25,7 @@ from .errors import (
     ConflictError,
     FieldProblem,
     PermissionDenied,
+    TransitionValuesError,
     WorkflowError,
 )
 from .idempotency import request_hash
@@ -265,9 +266,17 @@ class WorkflowRuntime:
             current = records._values(spec, obj)
             self.engine.policy.check_write(spec, actor, "update", current)
             state = current[wf.field]
-            transition, clean_payload, failures = self._choose(
+            transition, clean_payload, failures, problems = self._choose(
                 wf, state, trigger, current, actor, payload
             )
+            if failures and len(failures) == len(problems):
+                # only values stand in the way: a VALIDATION error naming the fields
+                raise TransitionValuesError(
+                    problems,
+                    context=f"cannot {trigger} {entity} #{obj.id}",
+                    failures=failures,
+                    trigger=trigger,
+                )
             if failures:
                 raise WorkflowError(
                     f"cannot {trigger} {entity} #{obj.id}: " + "; ".join(failures),
@@ -322,18 +331,19 @@ class WorkflowRuntime:
         current: Mapping[str, Any],
         actor: Actor,
         payload: dict,
-    ) -> tuple[Any, dict[str, Any], list[str]]:
+    ) -> tuple[Any, dict[str, Any], list[str], list[FieldProblem]]:
         """The first transition for ``trigger`` from ``state`` whose guards pass; when none
-        does, the first one with every reason it may not fire."""
+        does, the first one with every reason it may not fire (and, of those, the ones that
+        are values: required fields and payload)."""
         candidates = [t for t in wf.transitions if t.trigger == trigger and state in t.sources]
         if not candidates:
             self._unknown_trigger(wf, state, trigger)
-        first: tuple[Any, dict[str, Any], list[str]] | None = None
+        first: tuple[Any, dict[str, Any], list[str], list[FieldProblem]] | None = None
         for t in candidates:
-            clean, failures = self._check(wf, t, current, actor, payload)
+            clean, failures, problems = self._check(wf, t, current, actor, payload)
             if not failures:
-                return t, clean, failures
-            first = first or (t, clean, failures)
+                return t, clean, failures, problems
+            first = first or (t, clean, failures, problems)
         assert first is not None
         return first
 
@@ -347,8 +357,9 @@ class WorkflowRuntime:
 
     def _check(
         self, wf: Any, t: Any, current: Mapping[str, Any], actor: Actor, payload: dict
-    ) -> tuple[dict[str, Any], list[str]]:
-        """Every reason the transition may not fire now (empty when it may)."""
+    ) -> tuple[dict[str, Any], list[str], list[FieldProblem]]:
+        """Every reason the transition may not fire now (empty when it may), and the
+        problems with values among them (payload and required fields) as FieldProblems."""
         failures: list[str] = []
         if t.roles and not actor.is_admin and not (set(t.roles) & set(actor.roles)):
             failures.append(f"needs role {' or '.join(t.roles)}")
@@ -391,7 +402,8 @@ class WorkflowRuntime:
         missing = [f for f in wf.states[t.dest].require if current.get(f) in (None, "")]
         if missing:
             failures.append(f"missing required field(s) {', '.join(missing)}")
-        return clean, failures
+        problems.extend(FieldProblem(wf.entity, f, f"is required to {t.trigger}") for f in missing)
+        return clean, failures, problems
 
     def _condition(self, call: Any, ctx: ActionContext) -> bool:
         condition = self.engine.conditions[call.name].value
@@ -417,7 +429,7 @@ class WorkflowRuntime:
                 if current[wf.field] not in t.sources:
                     continue
                 required_payload = {n: None for n, s in t.payload.items() if s.required}
-                _, failures = self._check(wf, t, current, actor, {})
+                _, failures, _ = self._check(wf, t, current, actor, {})
                 failures = [
                     f
                     for f in failures

@@ -18,7 +18,7 @@ from typing import Any
 from strawberry.extensions import SchemaExtension
 
 from graphql import FieldNode, GraphQLError
-from guanxi.engine import GuanxiError, ValidationError, WorkflowError
+from guanxi.engine import GuanxiError, TransitionValuesError, ValidationError, WorkflowError
 from guanxi.engine.metadata import BASE_FIELDS, EntityRegistry
 
 from .types import camel
@@ -131,7 +131,9 @@ def to_graphql_error(
             else f"{p['entity']}: {p['message']}"
             for p in problems
         )
-    elif isinstance(exc, WorkflowError):
+    if isinstance(exc, TransitionValuesError):
+        message = f"{exc.context}: {message}"
+    if isinstance(exc, WorkflowError):
         if "failures" in exc.details:
             failures = [_camel_failure(f) for f in exc.details["failures"]]
             for old, new in zip(exc.details["failures"], failures, strict=True):

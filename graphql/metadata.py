@@ -47,6 +47,7 @@ class StateMeta:
     final: bool
     outcome: Optional[str]  # noqa: UP045
     probability: Optional[float]  # noqa: UP045
+    rotten_after_days: Optional[int]  # noqa: UP045
 
 
 @strawberry.type
@@ -122,6 +123,7 @@ def build_metadata(info: strawberry.Info) -> Metadata:
                     final=s.final,
                     outcome=s.outcome,
                     probability=s.probability,
+                    rotten_after_days=s.rotten_after_days,
                 )
                 for s in wf.states.values()
             ],

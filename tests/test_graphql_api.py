@@ -239,14 +239,15 @@ def test_fire_transition_moves_the_record_and_shows_history(gql):
     assert {t["trigger"] for t in record["availableTransitions"]} == {"invoice", "cancel"}
 
 
-def test_a_refused_transition_is_invalid_transition_with_the_reasons(gql):
+def test_a_transition_missing_its_payload_is_a_validation_error_with_the_reasons(gql):
     booking = make_booking(gql, make_fair(gql))
     result = gql(
         'mutation($id: ID!) { fireTransition(entity: "ExpoBooking", id: $id, '
         'trigger: "cancel") { state } }',
         {"id": booking["id"]},
     )
-    assert code(result) == "INVALID_TRANSITION"
+    assert code(result) == "VALIDATION"
+    assert result["errors"][0]["extensions"]["field"] == "reason"
     assert result["errors"][0]["extensions"]["failures"] == ["payload.reason is required"]
 
 

@@ -333,8 +333,10 @@ def test_an_order_problem_names_fields_in_camel_case(api, engine):
 def test_a_refused_transition_names_missing_fields_in_camel_case(api):
     booking = make_booking(api)
     found = error(api.gql(FIRE, {"id": booking, "t": "confirm"}))
+    assert found["extensions"]["code"] == "VALIDATION"
+    assert found["extensions"]["field"] == "boothM2"
     assert found["extensions"]["failures"] == ["missing required field(s) boothM2"]
-    assert found["message"].endswith("missing required field(s) boothM2")
+    assert found["message"].endswith(": ExpoBooking.boothM2: is required to confirm")
 
 
 # -- malformed requests -------------------------------------------------------------------------

@@ -123,6 +123,14 @@ CORPUS = {
     ),
     "timeout_trigger_and_actions": (11, "a timeout has either `trigger` or `actions`, not both"),
     "bad_outcome": (12, "state paid: outcome must be won or lost"),
+    "rotten_final": (
+        12,
+        "state paid: rotten_after_days is for open states; this one is final or has an outcome",
+    ),
+    "bad_rotten_days": (
+        10,
+        "state confirmed: rotten_after_days must be a whole number of days, at least 1",
+    ),
     "bad_probability": (10, "state confirmed: probability must be a number from 0 to 1"),
     "bad_payload_type": (21, "transition cancel: payload: field 'reason': unknown type 'strng'"),
     "star_in_a_list": (19, "transition cancel: `*` stands alone, not in a list of sources"),

@@ -13,6 +13,7 @@ from guanxi.engine import (
     ConfigError,
     ConflictError,
     NotFound,
+    TransitionValuesError,
     ValidationError,
     WorkflowError,
 )
@@ -151,10 +152,21 @@ def test_a_role_the_actor_lacks_is_named(engine, booking):
         fire(engine, booking, "confirm", clerk)
 
 
-def test_fields_required_to_enter_are_named(engine, booking, office):
+def test_fields_required_to_enter_are_a_validation_error_naming_them(engine, booking, office):
     engine.records.update("ExpoBooking", booking.id, {"booth_m2": None})
-    with pytest.raises(WorkflowError, match="missing required field.s. booth_m2"):
+    with pytest.raises(TransitionValuesError) as info:
         fire(engine, booking, "confirm", office)
+    assert info.value.code == "VALIDATION"
+    assert [(p.entity, p.field) for p in info.value.problems] == [("ExpoBooking", "booth_m2")]
+    assert info.value.details["failures"] == ["missing required field(s) booth_m2"]
+
+
+def test_a_refused_role_with_missing_fields_stays_an_invalid_transition(engine, booking):
+    engine.records.update("ExpoBooking", booking.id, {"booth_m2": None})
+    clerk = Actor(id=None, username="li", roles=frozenset({"clerk"}))
+    with pytest.raises(WorkflowError) as info:
+        fire(engine, booking, "confirm", clerk)
+    assert info.value.code == "INVALID_TRANSITION"
 
 
 def test_every_failure_is_reported_at_once(engine, booking):
@@ -172,13 +184,14 @@ def test_a_failing_condition_is_named(engine, booking, office):
         fire(engine, booking, "pay")
 
 
-def test_a_missing_required_payload_field_fails(engine, booking):
-    with pytest.raises(WorkflowError, match="payload.reason is required"):
+def test_a_missing_required_payload_field_is_a_validation_error(engine, booking):
+    with pytest.raises(TransitionValuesError, match="payload.reason: is required") as info:
         fire(engine, booking, "cancel")
+    assert info.value.field == "reason"
 
 
 def test_an_undeclared_payload_key_fails(engine, booking):
-    with pytest.raises(WorkflowError, match="payload.why is not a payload of cancel"):
+    with pytest.raises(TransitionValuesError, match="payload.why: is not a payload of cancel"):
         fire(engine, booking, "cancel", payload={"reason": "x", "why": "y"})
 
 
@@ -484,5 +497,5 @@ def test_a_payload_outside_its_range_is_refused(make_engine, home, plugins, cloc
     engine = make_engine(*plugins, clock=clock)
     fair = engine.records.create("Fair", {"name": "f"})
     rec = engine.records.create("ExpoBooking", {"title": "t", "fair": fair.id})
-    with pytest.raises(WorkflowError, match="payload.refund must be at most 100"):
+    with pytest.raises(TransitionValuesError, match="payload.refund: must be at most 100"):
         fire(engine, rec, "cancel", payload={"reason": "x", "refund": 500})
