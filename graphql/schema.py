@@ -70,8 +70,9 @@ class SchemaBuilder:
     """Collects the schema's root fields; plugins get it through ``register_graphql``.
 
     A plugin calls ``schema.query(name, strawberry.field(resolver=...))``,
-    ``schema.mutation(name, field)``, ``schema.analytics(name, cls)`` and reads generated
-    types with ``schema.entity("Customer").object``.
+    ``schema.mutation(name, field)``, ``schema.analytics(name, cls)``,
+    ``schema.extend("Customer", "timeline", field)`` and reads generated types with
+    ``schema.entity("Customer").object``.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -80,6 +81,7 @@ class SchemaBuilder:
         self.queries: dict[str, Contribution] = {}
         self.mutations: dict[str, Contribution] = {}
         self.analytics_types: dict[str, Contribution] = {}
+        self._extended: dict[tuple[str, str], str] = {}
         self._origin = "engine"
 
     # -- the plugin API --------------------------------------------------------------------
@@ -95,6 +97,14 @@ class SchemaBuilder:
     def analytics(self, name: str, cls: type) -> None:
         """``analytics { <name> { ... } }``: an object type whose fields are figures."""
         self._add_analytics(name, cls)
+
+    def extend(self, entity: str, name: str, field: Any) -> None:
+        """Add a field to the generated object type of ``entity`` (``Customer.timeline``).
+
+        ``field`` is a ``strawberry.field(resolver=...)``; the resolver receives the
+        record as its ``root`` argument. A name the type already has stops start-up.
+        """
+        self._extend(entity, name, field, self._origin)
 
     def for_plugin(self, plugin: str) -> SchemaBuilder:
         view = _PluginView(self, f"plugin {plugin}")
@@ -115,6 +125,27 @@ class SchemaBuilder:
                 f"and by {origin}"
             )
         table[name] = Contribution(name, field, origin)
+
+    def _extend(self, entity: str, name: str, field: Any, origin: str) -> None:
+        if entity not in self.entities:
+            raise PluginError(
+                f"cannot add field {camel(name)!r} to {entity!r}: there is no such entity",
+                where=origin,
+            )
+        definition = self.entities[entity].object.__strawberry_definition__
+        taken = {f.python_name: f for f in definition.fields}
+        if name in taken:
+            earlier = self._extended.get((entity, name), "the generated type")
+            raise PluginError(
+                f"GraphQL field {entity}.{camel(name)} is contributed twice: by {earlier} "
+                f"and by {origin}",
+                where=origin,
+            )
+        field.python_name = name
+        field.graphql_name = None
+        field.origin = self.entities[entity].object
+        definition.fields.append(field)
+        self._extended[(entity, name)] = origin
 
     def _add_analytics(self, name: str, cls: Any, origin: str | None = None) -> None:
         _check_analytics(name, cls, origin or self._origin)
@@ -235,6 +266,9 @@ class _PluginView:
 
     def analytics(self, name: str, cls: type) -> None:
         self._builder._add_analytics(name, cls, self._origin)
+
+    def extend(self, entity: str, name: str, field: Any) -> None:
+        self._builder._extend(entity, name, field, self._origin)
 
 
 def _check_analytics(name: str, value: Any, origin: str) -> None:
