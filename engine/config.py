@@ -15,6 +15,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ConfigError
 
 DEFAULT_DB_FILE = "guanxi.db"
+#: The variables the engine reads itself; every other GUANXI_* one is a plugin setting.
+OWN = frozenset(
+    {
+        "GUANXI_HOME",
+        "GUANXI_DATABASE_URL",
+        "GUANXI_PLUGINS",
+        "GUANXI_TIMEZONE",
+        "GUANXI_CURRENCY",
+        "GUANXI_PAGE_SIZE_MAX",
+        "GUANXI_SQLITE_SYNC",
+    }
+)
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:
@@ -38,6 +50,10 @@ class Config:
     currency: str = "CNY"
     page_size_default: int = 50
     page_size_max: int = 200
+    #: Plugin settings: every ``GUANXI_<PLUGIN>_<NAME>`` variable the engine itself does not
+    #: read, by variable name (``GUANXI_SALES_CLAIM_CAP``); plugins read them with
+    #: :meth:`setting`. Tests pass ``settings={...}``.
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
@@ -52,6 +68,7 @@ class Config:
             timezone=env.get("GUANXI_TIMEZONE", "UTC"),
             currency=env.get("GUANXI_CURRENCY", "CNY").upper(),
             page_size_max=_positive(env, "GUANXI_PAGE_SIZE_MAX", 200),
+            settings={k: v for k, v in env.items() if k.startswith("GUANXI_") and k not in OWN},
         )
         return replace(config, **overrides) if overrides else config.checked()
 
@@ -65,6 +82,18 @@ class Config:
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise ConfigError(f"GUANXI_CURRENCY {self.currency!r} is not an ISO 4217 code")
         return self
+
+    def setting(self, name: str, default: int) -> int:
+        """A plugin's whole-number setting ``name`` (``GUANXI_SALES_CLAIM_CAP``), or
+        ``default`` when it is not set; anything but a whole number >= 0 is a ConfigError
+        naming the variable."""
+        raw = self.settings.get(name)
+        if raw is None or str(raw).strip() == "":
+            return default
+        text = str(raw).strip()
+        if not text.isdigit():
+            raise ConfigError(f"{name} {raw!r} must be a whole number (0 or more)")
+        return int(text)
 
     @property
     def db_url(self) -> str:
