@@ -269,7 +269,7 @@ class WorkflowRuntime:
             transition, clean_payload, failures, problems = self._choose(
                 wf, state, trigger, current, actor, payload
             )
-            if failures and len(failures) == len(problems):
+            if failures and problems:
                 # only values stand in the way: a VALIDATION error naming the fields
                 raise TransitionValuesError(
                     problems,
@@ -399,11 +399,13 @@ class WorkflowRuntime:
         for call in t.unless:
             if self._condition(call, ctx):
                 failures.append(f"unless {call.name} holds")
+        guarded = len(failures) - len(problems)  # roles, conditions, unless
         missing = [f for f in wf.states[t.dest].require if current.get(f) in (None, "")]
         if missing:
             failures.append(f"missing required field(s) {', '.join(missing)}")
         problems.extend(FieldProblem(wf.entity, f, f"is required to {t.trigger}") for f in missing)
-        return clean, failures, problems
+        # the problems count as values only when no role, condition or unless failed
+        return clean, failures, problems if not guarded else []
 
     def _condition(self, call: Any, ctx: ActionContext) -> bool:
         condition = self.engine.conditions[call.name].value
