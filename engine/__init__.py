@@ -25,6 +25,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .records import Page, Record, RecordEvent
+from .timeline import TimelineEntry, TimelineKey
 from .validation import Money
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "PluginError",
     "Record",
     "RecordEvent",
+    "TimelineEntry",
+    "TimelineKey",
     "Unauthenticated",
     "ValidationError",
     "TransitionValuesError",

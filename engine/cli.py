@@ -170,12 +170,17 @@ def entities_command(name: str | None, lang: str) -> None:
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same data.")
 def demo(size: str, seed: int) -> None:
-    """Fill the database with demo data contributed by the plugins."""
+    """Fill the database with demo data contributed by the plugins.
+
+    Rows a contribution returns (such as the sign-in details of the people it created)
+    are printed once, as a table, at the end.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     engine = make_engine()
     if not len(engine.demo_data):
         raise click.ClickException("no loaded plugin contributes demo data")
+    shown: list[tuple[Any, list[dict[str, Any]]]] = []
     try:
         engine.open(migrate=True)
         with Progress(
@@ -190,9 +195,17 @@ def demo(size: str, seed: int) -> None:
                 def progress(done: int, total: int | None = None, task: Any = task) -> None:
                     bar.update(task, completed=done, total=total)
 
-                item.value(engine, size, seed, progress)
+                rows = item.value(engine, size, seed, progress)
+                if rows:
+                    shown.append((item, list(rows)))
     finally:
         engine.close()
+        # what was written is shown even when a later contribution failed
+        for item, rows in shown:
+            table = Table(*rows[0], title=f"{item.name} ({item.origin}): shown once, note it down")
+            for row in rows:
+                table.add_row(*("-" if value is None else str(value) for value in row.values()))
+            Console().print(table)
 
 
 @cli.command()
@@ -238,6 +251,12 @@ from .user_cli import token, user  # noqa: E402 - it imports make_engine from he
 
 cli.add_command(user)
 cli.add_command(token)
+
+from .transfer_cli import audit_command, export_command, import_command  # noqa: E402
+
+cli.add_command(import_command)
+cli.add_command(export_command)
+cli.add_command(audit_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,6 +68,7 @@ __all__ = [
     "Candidate",
     "DuplicateMatcher",
     "Group",
+    "KeyMatch",
     "normalise",
 ]
 
@@ -119,16 +120,26 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class KeyMatch:
+    """One normalised ``value`` of key ``key`` shared by ``record_ids`` (in a group)."""
+
+    key: str
+    value: str
+    record_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Group:
     """Live records linked by shared key values (connected through any key).
 
     ``keys`` are the keys shared inside the group; ``score`` is their share of the
-    entity's keys.
+    entity's keys; ``matches`` the shared values (key, value, records), by key and value.
     """
 
     record_ids: tuple[int, ...]
     keys: tuple[str, ...]
     score: float
+    matches: tuple[KeyMatch, ...] = ()
 
 
 # -- normalisation ---------------------------------------------------------------------------
@@ -558,23 +569,28 @@ class DuplicateMatcher:
                 x = parent[x]
             return x
 
-        links: list[tuple[str, list[int]]] = []
-        for (name, _value), members in buckets.items():
-            members = [m for m in members if m in visible]
+        links: list[tuple[str, str, list[int]]] = []
+        for (name, value), members in sorted(buckets.items()):
+            members = sorted(m for m in members if m in visible)
             if len(members) > 1:
-                links.append((name, members))
+                links.append((name, value, members))
                 for m in members[1:]:
                     parent[root(m)] = root(members[0])
         comps: dict[int, set[int]] = defaultdict(set)
         comp_keys: dict[int, set[str]] = defaultdict(set)
-        for name, members in links:
+        comp_matches: dict[int, list[KeyMatch]] = defaultdict(list)
+        for name, value, members in links:
             r = root(members[0])
             comps[r].update(members)
             comp_keys[r].add(name)
+            comp_matches[r].append(KeyMatch(name, value, tuple(members)))
         total = len(self.key_sets(spec))
         result = [
             Group(
-                tuple(sorted(m)), tuple(sorted(comp_keys[r])), round(len(comp_keys[r]) / total, 4)
+                tuple(sorted(m)),
+                tuple(sorted(comp_keys[r])),
+                round(len(comp_keys[r]) / total, 4),
+                tuple(comp_matches[r]),
             )
             for r, m in comps.items()
         ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from pony.orm import db_session
 
+from .actor import SYSTEM, Actor
 from .auth import Auth, AuthEvents
 from .config import Config
 from .contributions import collect
@@ -22,12 +23,13 @@ from .database import DatabaseURL, bind, build_database
 from .duplicates import DuplicateMatcher
 from .errors import ConfigError, MigrationError
 from .idempotency import Idempotency
+from .merge import merge_records
 from .metadata import EntityRegistry
 from .migrations import MigrationPlan, apply_migration, plan_migration
 from .permissions import RolePolicy
 from .plugins import PluginInfo, call_with_origin, load_plugins
 from .policy import Policy
-from .records import Records
+from .records import Record, Records
 from .roles import load_roles
 from .workflow_defs import load_workflows, wanted_state_fields
 from .workflow_runtime import WorkflowRuntime
@@ -142,6 +144,12 @@ class Engine:
 
     def plugin(self, name: str) -> PluginInfo | None:
         return next((p for p in self.plugins if p.name == name), None)
+
+    def merge(
+        self, entity: str, survivor_id: Any, other_ids: Sequence[Any], *, actor: Actor = SYSTEM
+    ) -> Record:
+        """Merge duplicate records into ``survivor_id`` in one transaction (merge.py)."""
+        return merge_records(self, entity, survivor_id, other_ids, actor)
 
     # -- metadata -------------------------------------------------------------------------
     def _build_registry(self) -> EntityRegistry:

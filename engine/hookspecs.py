@@ -17,7 +17,7 @@ Every hook is documented in ``docs/plugins.md``; a test fails when one is missin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -25,8 +25,10 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - types only
     import click
 
+    from .actor import Actor
     from .engine import Engine
     from .records import RecordEvent
+    from .timeline import TimelineEntry, TimelineKey
 
 hookspec = pluggy.HookspecMarker("guanxi")
 hookimpl = pluggy.HookimplMarker("guanxi")
@@ -107,6 +109,27 @@ def asgi_app(engine: Engine) -> Any:
     """Return the ASGI application serving this engine (the GraphQL layer implements it)."""
 
 
+# -- timelines ----------------------------------------------------------------------------
+@hookspec
+def timeline_entries(
+    engine: Engine,
+    actor: Actor,
+    entity: str,
+    record_id: int,
+    before: TimelineKey | None,
+    limit: int,
+    language: str,
+) -> list[TimelineEntry] | None:
+    """Contribute entries to the timeline of one record (``Customer.timeline``).
+
+    Return at most ``limit`` ``TimelineEntry`` values (or dicts of their fields) about
+    ``entity`` #``record_id`` that ``actor`` may read, newest first, all older than
+    ``before`` (a ``TimelineKey``; None for the first page) - ``guanxi.engine.timeline``'s
+    ``older_than`` and ``newest_first`` build that query. Return nothing for entities you
+    know nothing about. ``language`` is the caller's (``en``, ``zh``) for titles.
+    """
+
+
 # -- jobs, demo data, CLI -----------------------------------------------------------------
 @hookspec
 def register_periodic_jobs(register: Callable[..., None]) -> None:
@@ -122,6 +145,8 @@ def register_demo_data(register: Callable[..., None]) -> None:
 
     ``function(engine, size, seed, progress)`` fills the database through the record API;
     ``size`` is ``"small"`` or ``"large"``, ``progress(done, total)`` reports progress.
+    It may return rows (dicts with the same keys, e.g. the logins of people it created),
+    which ``guanxi demo`` prints once as a table.
     """
 
 
@@ -158,3 +183,24 @@ def deliver_message(engine: Engine, message: Any) -> bool | None:
 
     Raising marks the attempt failed; it is retried with backoff.
     """
+
+
+# -- reading ------------------------------------------------------------------------------
+@hookspec
+def mask_values(
+    engine: Engine, actor: Actor, entity: str, values: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Mask values of one record as ``actor`` reads it (never the system's reads).
+
+    ``values`` are the record's fields as the actor sees them; return ``{field: shown}``
+    for the fields to show otherwise (``138****5678``), or None. Called for every record
+    every read returns (get, list, nested and ref fields, write results): check
+    ``entity`` first and keep it cheap. Declare the fields with :func:`masked_fields`.
+    """
+
+
+@hookspec
+def masked_fields(engine: Engine, actor: Actor, entity: str) -> Iterable[str] | None:
+    """The fields of ``entity`` that :func:`mask_values` may mask for ``actor`` (an
+    iterable of names, or None). The actor cannot filter or order on them - a filter on
+    an exact value would reveal what the mask hides."""

@@ -16,6 +16,8 @@ delete):
   records owned through it (a note to a customer); deleting stays with the owner.
 - ``team``: ``own``, plus records owned by users of the actor's team and its sub-teams.
 - ``own_or_unowned``: ``own``, plus records without an owner (the shared pool).
+- ``team_or_unowned``: ``team`` and ``own_or_unowned`` together (a supervisor who hands
+  out pool customers).
 
 An entity is owned when it is ``owned: true`` (its ``owner`` field) or ``owner_via`` a ref
 to User. An entity ``owner_via`` another ref, or a part (``parent:``), follows the record
@@ -104,7 +106,10 @@ class RolePolicy:
         """The scopes the actor's roles give for ``operation`` (read/create/update/delete)."""
         if actor.is_admin:
             return {"all"}
-        return {role.scope(spec.name, operation) for role in self.roles(actor)} - {"none"}
+        found = {role.scope(spec.name, operation) for role in self.roles(actor)} - {"none"}
+        if "team_or_unowned" in found:  # the union of the two scopes it names
+            found = (found - {"team_or_unowned"}) | {"team", "own_or_unowned"}
+        return found
 
     def _who(self, actor: Actor) -> str:
         return " / ".join(sorted(actor.roles)) or f"{actor.username} (no role)"

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +27,10 @@ from pony.orm import (
     TransactionIntegrityError,
     db_session,
     desc,
+    select,
 )
 from pony.orm import core as pony_core
-from pony.orm.dbapiprovider import IntegrityError, OperationalError
+from pony.orm.dbapiprovider import Converter, IntegrityError, OperationalError
 
 from .actor import SYSTEM, Actor
 from .database import currency_column
@@ -36,18 +38,20 @@ from .errors import (
     BusyError,
     ConflictError,
     FieldProblem,
+    GuanxiError,
     NotFound,
     PermissionDenied,
     ValidationError,
 )
 from .filters import compile_filter, compile_order
-from .metadata import EntitySpec, FieldSpec
+from .metadata import CURRENCY_SUFFIX, EntitySpec, FieldSpec
 from .validation import Money, check_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
 
 MAX_PROBLEMS = 1000
+_NO_CHANGES: Mapping[str, Any] = MappingProxyType({})
 
 
 class Record(Mapping[str, Any]):
@@ -132,6 +136,7 @@ class Records:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writers: dict[str, _BulkWriter] = {}
 
     # -- helpers ------------------------------------------------------------------------
     def spec(self, entity: str) -> EntitySpec:
@@ -193,10 +198,16 @@ class Records:
         return data
 
     def _record(self, spec: EntitySpec, obj: Any, actor: Actor = SYSTEM) -> Record:
-        """The record as ``actor`` sees it: fields hidden from them are None."""
+        """The record as ``actor`` sees it: fields hidden from them are None, and the
+        ``mask_values`` hooks mask what plugins mask for them."""
         values = self._values(spec, obj)
         if not actor.is_system:
             values = self.engine.policy.visible_values(spec, actor, values)
+            view = MappingProxyType(values)
+            hook = self.engine.hook.mask_values
+            for shown in hook(engine=self.engine, actor=actor, entity=spec.name, values=view):
+                if shown:
+                    values = {**values, **{k: v for k, v in shown.items() if k in values}}
         return Record(spec.name, values)
 
     def _pony_values(self, spec: EntitySpec, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,7 +260,19 @@ class Records:
         return scope
 
     def _readable(self, actor: Actor) -> Callable[[str, str], bool]:
+        """Whether ``actor`` may filter and order on a field: not when it is hidden from
+        them, nor when a plugin masks it for them (``masked_fields``)."""
+        masked: dict[str, set[str]] = {}
+
         def readable(entity: str, field_name: str) -> bool:
+            if entity not in masked:
+                masked[entity] = set()
+                if not actor.is_system:
+                    hook = self.engine.hook.masked_fields
+                    for names in hook(engine=self.engine, actor=actor, entity=entity):
+                        masked[entity].update(names or ())
+            if field_name in masked[entity]:
+                return False
             return self.engine.policy.readable_field(self.spec(entity), actor, field_name)
 
         return readable
@@ -359,7 +382,11 @@ class Records:
 
     # -- checks that need the database ---------------------------------------------------
     def _check_refs(
-        self, spec: EntitySpec, rows: Sequence[Mapping[str, Any]], actor: Actor
+        self,
+        spec: EntitySpec,
+        rows: Sequence[Mapping[str, Any]],
+        actor: Actor,
+        numbers: Sequence[int] | None = None,
     ) -> list[FieldProblem]:
         """Every ref value must name a live record the actor may read (one query a field)."""
         problems = []
@@ -369,18 +396,19 @@ class Records:
                 continue
             # owner refs point at users, whom ordinary actors may not list
             who = SYSTEM if f.name == "owner" else actor
-            found = {
-                obj.id
-                for obj in self.scoped_query(f.to, who).filter(  # type: ignore[arg-type]
-                    "lambda x: x.id in ids", {}, {"ids": list(wanted)}
-                )
-            }
+            query = self.scoped_query(f.to, who).filter(  # type: ignore[arg-type]
+                "lambda x: x.id in ids", {}, {"ids": list(wanted)}
+            )
+            found = set(select(x.id for x in query))  # ids only, no objects to build
             for i, row in enumerate(rows):
                 value = row.get(f.name)
                 if value is not None and value not in found:
                     problems.append(
                         FieldProblem(
-                            spec.name, f.name, f"{f.to} #{value} does not exist", row=_row(rows, i)
+                            spec.name,
+                            f.name,
+                            f"{f.to} #{value} does not exist",
+                            row=_row(numbers, i),
                         )
                     )
         return problems
@@ -390,6 +418,7 @@ class Records:
         spec: EntitySpec,
         rows: Sequence[Mapping[str, Any]],
         exclude: int | None = None,
+        numbers: Sequence[int] | None = None,
     ) -> list[FieldProblem]:
         """Unique fields must not repeat a value of another live record (nor in the batch)."""
         problems = []
@@ -408,10 +437,10 @@ class Records:
                             spec.name,
                             f.name,
                             f"{value!r} appears twice (also row {seen[value]})",
-                            row=_row(rows, i),
+                            row=_row(numbers, i),
                         )
                     )
-                seen.setdefault(value, i + 1)
+                seen.setdefault(value, _row(numbers, i) or i + 1)
             if not seen:
                 continue
             taken = {
@@ -431,7 +460,7 @@ class Records:
                             spec.name,
                             f.name,
                             f"{value!r} is already used by {spec.name} #{taken[value]}",
-                            row=_row(rows, i),
+                            row=_row(numbers, i),
                         )
                     )
         return problems
@@ -485,6 +514,9 @@ class Records:
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
         allow_duplicate: bool = False,
+        skip_invalid: bool = False,
+        problems: list[FieldProblem] | None = None,
+        numbers: Sequence[int] | None = None,
     ) -> list[int]:
         """Create many records in one transaction: all are written, or none.
 
@@ -492,27 +524,49 @@ class Records:
         batch); every problem carries its 1-based row number. Every record is audited.
         Rows duplicating live records or each other are a ConflictError (see
         ``DuplicateMatcher.refuse_many``) unless ``allow_duplicate``.
+
+        With ``skip_invalid`` the rows with problems - invalid values, refs or unique
+        values, a refused create scope, a ``before_commit`` hook refusing the row - are
+        left out, their problems appended to ``problems`` (which the caller must pass),
+        and the other rows written; the ids returned are those of the written rows, in
+        input order. Without it, ``problems`` (when given) receives every problem before
+        the ValidationError is raised. ``numbers`` gives each row the number problems
+        name it by (an importer's spreadsheet rows); by default rows count from 1.
+
+        Entities without a workflow are written a batch at a time: the batch's records are
+        inserted with one statement, ``before_commit`` runs for each, the audit events and
+        duplicate keys are inserted with one statement each, and ``record_written`` runs
+        for each record. Records of workflow-bound entities are inserted one by one,
+        entering their initial state like :meth:`create`.
         """
         spec = self.spec(entity)
+        if skip_invalid and problems is None:
+            raise TypeError("create_many(skip_invalid=True) needs a `problems` list to fill")
         ids: list[int] = []
-        problems: list[FieldProblem] = []
+        found: list[FieldProblem] = []
         with self.transaction(write=True):
             batch: list[dict[str, Any]] = []
             start = 1
             for row in rows:
                 batch.append(dict(row))
                 if len(batch) >= batch_size:
-                    ids.extend(self._create_batch(spec, batch, start, actor, problems))
+                    ids.extend(
+                        self._create_batch(spec, batch, start, actor, found, skip_invalid, numbers)
+                    )
                     start += len(batch)
                     batch = []
                     if progress:
                         progress(start - 1)
             if batch:
-                ids.extend(self._create_batch(spec, batch, start, actor, problems))
+                ids.extend(
+                    self._create_batch(spec, batch, start, actor, found, skip_invalid, numbers)
+                )
                 if progress:
                     progress(start - 1 + len(batch))
-            if problems:
-                raise ValidationError(problems[:MAX_PROBLEMS])
+            if problems is not None:
+                problems.extend(found)
+            if found and not skip_invalid:
+                raise ValidationError(found[:MAX_PROBLEMS])
             if not allow_duplicate:
                 self.engine.duplicates.refuse_many(spec, ids)
         return ids
@@ -524,33 +578,177 @@ class Records:
         start: int,
         actor: Actor,
         problems: list[FieldProblem],
+        skip_invalid: bool,
+        numbers: Sequence[int] | None = None,
     ) -> list[int]:
+        """Validate and write one batch; ``problems`` holds those of earlier batches too:
+        unless ``skip_invalid``, nothing more is written once it is not empty."""
         currency = self.engine.config.currency
-        self.engine.policy.check_fields(spec, actor, "create", {k for row in batch for k in row})
-        checked = []
-        for i, row in enumerate(batch):
-            try:
-                row = self._without_state(spec, row, creating=True)
-            except ValidationError as exc:
-                problems.extend(_at_row(p, start + i) for p in exc.problems)
-                continue
+        self.engine.policy.check_fields(spec, actor, "create", set().union(*batch))
+        found: list[FieldProblem] = []
+        checked: list[tuple[int, dict[str, Any]]] = []
+        runtime = self.engine.runtime
+        bound = runtime is not None and spec.name in runtime.by_entity
+        owned = spec.owned and actor.id is not None
+        for index, row in enumerate(batch, start):
+            number = numbers[index - 1] if numbers is not None else index
+            if bound:
+                try:
+                    row = self._without_state(spec, row, creating=True)
+                except ValidationError as exc:
+                    found.extend(_at_row(p, number) for p in exc.problems)
+                    continue
             check = check_write(spec, row, creating=True, actor=actor, currency=currency)
-            problems.extend(_at_row(p, start + i) for p in check.problems)
-            checked.append(self._with_owner(spec, check.values, actor))
-        rows_for_db = [dict(values, _row=start + i) for i, values in enumerate(checked)]
-        problems.extend(self._check_refs(spec, rows_for_db, actor))
-        problems.extend(self._check_unique(spec, rows_for_db))
-        if problems:
+            if check.problems:
+                found.extend(_at_row(p, number) for p in check.problems)
+            checked.append(
+                (number, self._with_owner(spec, check.values, actor) if owned else check.values)
+            )
+        rows_for_db = [values for _number, values in checked]
+        numbered = [number for number, _values in checked]
+        found.extend(self._check_refs(spec, rows_for_db, actor, numbered))
+        found.extend(self._check_unique(spec, rows_for_db, numbers=numbered))
+        problems.extend(found)
+        if problems and not skip_invalid:
             return []
-        for values in checked:
-            self.engine.policy.check_write(spec, actor, "create", values)
+        bad = {p.row for p in found}
+        allowed: list[tuple[int, dict[str, Any]]] = []
+        for number, values in checked:
+            if number in bad:
+                continue
+            try:
+                self.engine.policy.check_write(spec, actor, "create", values)
+            except PermissionDenied as exc:
+                if not skip_invalid:
+                    raise
+                problems.append(_refusal(spec, exc, number))
+                continue
+            allowed.append((number, values))
+        if not bound:
+            return self._insert_batch(spec, allowed, actor, problems, skip_invalid)
         objs = []
-        for values in checked:
+        for _number, values in allowed:
             obj = self._insert(spec, values, actor, finish=False)
             self._finish(spec, obj, "create", {}, actor, index_keys=False)
             objs.append(obj)
         self.engine.duplicates.index_many(spec, objs)  # keys in bulk
         return [obj.id for obj in objs]
+
+    def _insert_batch(
+        self,
+        spec: EntitySpec,
+        rows: list[tuple[int, dict[str, Any]]],
+        actor: Actor,
+        problems: list[FieldProblem],
+        skip_invalid: bool,
+    ) -> list[int]:
+        """Write checked ``(row number, values)`` of an entity without workflow at once.
+
+        The same steps as :meth:`_insert` and :meth:`_finish` for each record, in bulk:
+        the records are inserted with one statement (ids taken first), ``before_commit``
+        runs for each (what it computes is stored through Pony; a row it refuses is a
+        problem of that row, and its record is taken out again), then one statement each
+        writes the audit events and the duplicate keys, and ``record_written`` runs for
+        each record.
+        """
+        if not rows:
+            return []
+        self.engine.db.flush()  # Pony's pending writes go before the raw statements
+        writer = self._bulk_writer(spec)
+        now = self.engine.now()
+        hook = self.engine.hook
+        template = dict.fromkeys(spec.fields)
+        template.update(created_at=now, updated_at=now, created_by=actor.id, version=1)
+        template["deleted_at"] = None
+        found: list[FieldProblem] = []
+        ready: list[tuple[int, dict[str, Any], RecordEvent]] = []
+        dropped: list[int] = []
+        engine, name = self.engine, spec.name
+        records = []
+        for (_number, values), rid in zip(rows, writer.allocate(len(rows)), strict=True):
+            full = {**template, **values}
+            full["id"] = rid
+            records.append(full)
+        writer.insert(records)
+        # Pony keeps the results of this session's queries; rows it did not write itself
+        # would not be in them (as its own flush does, forget them)
+        cache = self.engine.db._get_cache()
+        cache.query_results.clear()
+        before_commit = hook.before_commit
+        for (number, _values), full in zip(rows, records, strict=True):
+            rid = full["id"]
+            event = RecordEvent(name, "create", rid, MappingProxyType(full), _NO_CHANGES, actor)
+            try:
+                extra = [result for result in before_commit(engine=engine, event=event) if result]
+                if extra:
+                    changes = self._computed(spec, full, extra)
+                    if changes:  # stored through Pony; record_written learns of them
+                        values = {k: full[k] for k in changes}
+                        self._cls(name)[rid].set(**self._pony_values(spec, values))
+                        event = RecordEvent(
+                            name, "create", rid, event.values, MappingProxyType(changes), actor
+                        )
+            except ValidationError as exc:
+                found.extend(_at_row(p, number) for p in exc.problems)
+                dropped.append(rid)
+                continue
+            except PermissionDenied as exc:
+                if not skip_invalid:
+                    raise
+                found.append(_refusal(spec, exc, number))
+                dropped.append(rid)
+                continue
+            ready.append((number, full, event))
+        problems.extend(found)
+        if problems and not skip_invalid:
+            ready, dropped = [], [full["id"] for full in records]
+        self.engine.db.flush()  # what hooks computed goes before the raw statements
+        if dropped:
+            writer.delete(dropped)
+            cache.query_results.clear()
+        if not ready:
+            return []
+        written = [full for _n, full, _e in ready]
+        writer.audit(written, actor, now)
+        matcher = self.engine.duplicates
+        if spec.duplicate_keys:
+            matcher._insert(spec.name, [(full["id"], matcher.keys(spec, full)) for full in written])
+            cache.query_results.clear()
+        record_written = hook.record_written
+        for number, _full, event in ready:
+            try:
+                record_written(engine=engine, event=event)
+            except GuanxiError as exc:
+                exc.message = f"row {number}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+        return [full["id"] for full in written]
+
+    def _computed(
+        self, spec: EntitySpec, full: dict[str, Any], results: list[dict[str, Any]]
+    ) -> dict[str, tuple[Any, Any]]:
+        """Store what ``before_commit`` hooks returned for a record about to be created
+        into its ``full`` values (checked as _finish checks it); return those changes."""
+        extra: dict[str, Any] = {}
+        for result in results:
+            extra.update(result)
+        check = check_write(
+            spec, extra, creating=False, actor=SYSTEM, currency=self.engine.config.currency
+        )
+        if check.problems:
+            raise ValidationError(check.problems)
+        changes = {}
+        for name, value in check.values.items():
+            if full[name] != value:
+                changes[name] = (full[name], value)
+                full[name] = value
+        return changes
+
+    def _bulk_writer(self, spec: EntitySpec) -> _BulkWriter:
+        writer = self._writers.get(spec.name)
+        if writer is None:
+            writer = self._writers[spec.name] = _BulkWriter(self.engine, spec)
+        return writer
 
     def _with_owner(self, spec: EntitySpec, values: dict[str, Any], actor: Actor) -> dict:
         # A record someone creates is theirs unless an owner is given; the system's
@@ -850,6 +1048,20 @@ class Records:
         obj.updated_at = self.engine.now()
         self._finish(spec, obj, "restore", {"deleted_at": (before, None)}, actor)
 
+    def audit(
+        self, entity: str, record_id: int, action: str, changes: dict[str, Any], *, actor: Actor
+    ) -> None:
+        """Add an audit event to a record's trail (inside the caller's transaction, or in
+        one of its own): ``action`` names what happened (``claim``, at most 16
+        characters), ``changes`` is JSON-ready data, ``actor`` who did it."""
+        if not action or len(action) > 16:
+            raise ValidationError(
+                FieldProblem(entity, "action", "must be a name of 1 to 16 characters")
+            )
+        spec = self.spec(entity)
+        with self.transaction(write=True):
+            self._audit(spec, record_id, action, changes, actor)
+
     def audit_trail(self, entity: str, record_id: int) -> list[dict[str, Any]]:
         """The audit events of one record, oldest first (for admins and tests)."""
         audit = self.engine.classes["GxAudit"]
@@ -874,13 +1086,249 @@ class Records:
                 for a in rows
             ]
 
+    def audit_log(
+        self,
+        *,
+        entity: str | None = None,
+        actions: Sequence[str] | None = None,
+        actor_id: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit events of every record, newest first, at most ``limit``: those of
+        ``entity``, of the ``actions`` given (``export``, ``export_refused``, ``create``...)
+        and by the user ``actor_id`` when given (for admins: ``guanxi audit``)."""
+        audit = self.engine.classes["GxAudit"]
+        with self.transaction():
+            query = audit.select()
+            if entity is not None:
+                query = query.filter("lambda a: a.entity == e", {}, {"e": entity})
+            if actions:
+                query = query.filter("lambda a: a.action in acts", {}, {"acts": list(actions)})
+            if actor_id is not None:
+                query = query.filter("lambda a: a.actor_id == u", {}, {"u": actor_id})
+            rows = query.order_by("lambda a: desc(a.id)", {"desc": desc}, {})[:limit]
+            return [
+                {
+                    "entity": a.entity,
+                    "record_id": a.record_id,
+                    "action": a.action,
+                    "actor": a.actor,
+                    "actor_id": a.actor_id,
+                    "at": a.at,
+                    "changes": dict(a.changes or {}),
+                }
+                for a in rows
+            ]
 
-def _row(rows: Sequence[Mapping[str, Any]], index: int) -> int | None:
-    return rows[index].get("_row")
+
+def _row(numbers: Sequence[int] | None, index: int) -> int | None:
+    """The number of row ``index`` of a batch, when the rows are numbered."""
+    return numbers[index] if numbers is not None else None
 
 
 def _at_row(problem: FieldProblem, row: int) -> FieldProblem:
     return FieldProblem(problem.entity, problem.field, problem.message, row=row)
+
+
+def _refusal(spec: EntitySpec, exc: PermissionDenied, row: int) -> FieldProblem:
+    """A refused row as a problem of that row (``create_many(skip_invalid=True)``)."""
+    return FieldProblem(spec.name, exc.details.get("field"), exc.message, row=row)
+
+
+def _db_value(converter: Any) -> Callable[[Any], Any] | None:
+    """How Pony turns a Python value into a parameter for ``converter``'s column (None:
+    unchanged), so bulk-written rows read back exactly as Pony-written ones."""
+    to_db = None if type(converter).val2dbval is Converter.val2dbval else converter.val2dbval
+    to_sql = None if type(converter).py2sql is Converter.py2sql else converter.py2sql
+    if to_db is None and to_sql is None:
+        return None
+    if to_db is None:
+        return to_sql
+    if to_sql is None:
+        return to_db
+    return lambda value: to_sql(to_db(value))
+
+
+class _BulkWriter:
+    """Multi-row inserts into one entity's table and the audit table.
+
+    Ids are taken before the insert (SQLite: above the table's AUTOINCREMENT sequence,
+    within the write transaction that holds the database; PostgreSQL: from the id
+    sequence), so hooks see every record's id before it is written. Values pass through
+    Pony's own converters, so bulk-written rows read back exactly as Pony-written ones.
+    The row builders are generated once per entity from its metadata (names come only
+    from the registry, which admits snake_case identifiers only).
+    """
+
+    #: Columns that hold the same value for every record of one batch.
+    BATCH_COLUMNS = ("created_at", "updated_at", "created_by", "version", "deleted_at")
+
+    def __init__(self, engine: Engine, spec: EntitySpec) -> None:
+        self.engine = engine
+        self.entity = spec.name
+        provider = engine.db.provider
+        self.sqlite = provider.dialect == "SQLite"
+        quote = provider.quote_name
+        cls = engine.classes[spec.name]
+        self.table = cls._table_
+        attrs = list(cls._attrs_with_columns_)
+        self.convert = {a.name: None if a.reverse else _db_value(a.converters[0]) for a in attrs}
+        self.row = self._row_builder(spec, attrs)
+        self.changes = self._audit_builder(spec)
+        columns = ", ".join(quote(c) for a in attrs for c in a.columns)
+        self.insert_sql = self._sql(quote(self.table), columns, len(attrs))
+        audit = [a for a in engine.classes["GxAudit"]._attrs_with_columns_ if not a.is_pk]
+        self.audit_names = [a.name for a in audit]
+        self.audit_convert = {a.name: _db_value(a.converters[0]) for a in audit}
+        # the changes are JSON text already: only what the driver needs of it is left
+        changes = next(a for a in audit if a.name == "changes").converters[0]
+        self.changes_to_sql = None if type(changes).py2sql is Converter.py2sql else changes.py2sql
+        self.audit_sql = self._sql(
+            quote(engine.classes["GxAudit"]._table_),
+            ", ".join(quote(a.columns[0]) for a in audit),
+            len(audit),
+        )
+
+    def _row_builder(self, spec: EntitySpec, attrs: list[Any]) -> Callable[..., tuple]:
+        """``row(full, batch)``: the parameter tuple of one record; ``batch`` holds the
+        converted values of :attr:`BATCH_COLUMNS`."""
+        money = {f.name for f in spec if f.type == "money"}
+        env: dict[str, Any] = {}
+        lines, parts = [], []
+        for i, attr in enumerate(attrs):
+            name, var = attr.name, f"v{i}"
+            if name in self.BATCH_COLUMNS:
+                parts.append(f"batch[{name!r}]")
+                continue
+            convert = self.convert[name]
+            if name in money:
+                lines.append(f"{var} = full[{name!r}]")
+                lines.append(f"{var} = None if {var} is None else {var}.amount")
+            elif name.endswith(CURRENCY_SUFFIX) and name[: -len(CURRENCY_SUFFIX)] in money:
+                source = name[: -len(CURRENCY_SUFFIX)]
+                lines.append(f"{var} = full[{source!r}]")
+                lines.append(f"{var} = None if {var} is None else {var}.currency")
+            else:
+                lines.append(f"{var} = full[{name!r}]")
+            if convert is not None:
+                env[f"c{i}"] = convert
+                lines.append(f"{var} = None if {var} is None else c{i}({var})")
+            parts.append(var)
+        body = "\n    ".join([*lines, f"return ({', '.join(parts)},)"])
+        exec(f"def row(full, batch):\n    {body}\n", env)  # noqa: S102 - metadata names only
+        return env["row"]
+
+    def _audit_builder(self, spec: EntitySpec) -> Callable[[Mapping[str, Any]], str]:
+        """``changes(full)``: the JSON text of a create's audit changes, as
+        :meth:`Records._finish` writes them (``{field: [null, to_json(value)]}`` for each
+        field with a value; internal ones as ``(changed)``), built without a dict."""
+        text = {"string", "text", "email", "phone", "enum"}
+        lines = ["parts = []"]
+        for f in sorted(spec, key=lambda f: f.name):
+            t = f.type
+            if f.internal:
+                expr = "'\"(changed)\"'"
+            elif t in text:
+                expr = "text(v)"
+            elif t in ("int", "ref"):
+                expr = "str(v)"
+            elif t == "float":
+                expr = "repr(v)"
+            elif t == "bool":
+                expr = "('true' if v else 'false')"
+            elif t == "decimal":
+                expr = "'\"' + str(v) + '\"'"
+            elif t in ("date", "datetime"):
+                expr = "'\"' + v.isoformat() + '\"'"
+            elif t == "money":
+                expr = (
+                    "'{\"amount\":\"' + str(v.amount) + '\",\"currency\":' + text(v.currency) + '}'"
+                )
+            else:  # json
+                expr = "dumps(v, ensure_ascii=False)"
+            prefix = json.dumps(f.name) + ":[null,"
+            lines.append(f"v = full[{f.name!r}]")
+            lines.append(f"if v is not None: parts.append({prefix!r} + {expr} + ']')")
+        lines.append("return '{' + ','.join(parts) + '}'")
+        env: dict[str, Any] = {"text": encode_basestring, "dumps": json.dumps}
+        body = "\n    ".join(lines)
+        exec(f"def changes(full):\n    {body}\n", env)  # noqa: S102 - metadata names only
+        return env["changes"]
+
+    def _sql(self, table: str, columns: str, count: int) -> str:
+        if self.sqlite:
+            return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['?'] * count)})"
+        return f"INSERT INTO {table} ({columns}) VALUES %s"  # psycopg2 execute_values
+
+    def allocate(self, count: int) -> list[int]:
+        """``count`` fresh ids of the table (inside the write transaction)."""
+        cursor = self.engine.db.get_connection().cursor()
+        if self.sqlite:
+            cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (self.table,))
+            row = cursor.fetchone()
+            cursor.execute(f'SELECT MAX("id") FROM "{self.table}"')
+            last = max(row[0] if row else 0, cursor.fetchone()[0] or 0)
+            return list(range(last + 1, last + 1 + count))
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (f'"{self.table}"', count),
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+    def _run(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        cursor = self.engine.db.get_connection().cursor()
+        if self.sqlite:
+            cursor.executemany(sql, rows)
+        else:
+            from psycopg2.extras import execute_values
+
+            execute_values(cursor, sql, rows, page_size=1000)
+
+    def _converted(self, values: Mapping[str, Any], convert: Mapping[str, Any]) -> dict:
+        return {
+            k: v if v is None or convert[k] is None else convert[k](v) for k, v in values.items()
+        }
+
+    def insert(self, records: list[dict[str, Any]]) -> None:
+        """Insert ``records`` (full values, ids included) with one statement."""
+        first = records[0]
+        batch = self._converted({k: first[k] for k in self.BATCH_COLUMNS}, self.convert)
+        row = self.row
+        self._run(self.insert_sql, [row(full, batch) for full in records])
+
+    def delete(self, ids: list[int]) -> None:
+        """Take back rows :meth:`insert` wrote (a row a hook refused) - they were never
+        committed, audited or seen by ``record_written``."""
+        cursor = self.engine.db.get_connection().cursor()
+        mark = "?" if self.sqlite else "%s"
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cursor.execute(
+                f'DELETE FROM "{self.table}" WHERE "id" IN ({", ".join([mark] * len(chunk))})',
+                chunk,
+            )
+
+    def audit(self, records: list[dict[str, Any]], actor: Actor, at: datetime) -> None:
+        """One ``create`` audit event per record, by ``actor`` at ``at``."""
+        fixed = self._converted(
+            {
+                "entity": self.entity,
+                "action": "create",
+                "actor_id": actor.id,
+                "actor": actor.username,
+                "at": at,
+            },
+            self.audit_convert,
+        )
+        to_sql = self.changes_to_sql
+        changes = self.changes
+        names = self.audit_names
+        rows = []
+        for full in records:
+            fixed["record_id"] = full["id"]
+            fixed["changes"] = changes(full) if to_sql is None else to_sql(changes(full))
+            rows.append(tuple([fixed[name] for name in names]))
+        self._run(self.audit_sql, rows)
 
 
 def _check_version(spec: EntitySpec, obj: Any, expected: int | None) -> None:

@@ -38,7 +38,7 @@ __all__ = [
 ADMIN = "admin"
 OPERATIONS = ("read", "create", "update", "delete")
 #: Which records an operation reaches, from nothing to everything.
-SCOPES = ("none", "own", "team", "own_or_unowned", "all")
+SCOPES = ("none", "own", "team", "own_or_unowned", "team_or_unowned", "all")
 EXPORT_SCOPES = ("none", "own", "team", "all")
 ROLE_KEYS = frozenset(
     {"label", "labels", "description", "default", "entities", "hidden_fields", "export"}

@@ -23,6 +23,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()\-./]{3,}((\s*(ext\.?|x|转|#)\s*)[0-9]{1,6})?$", re.IGNORECASE)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 INT64 = (-(2**63), 2**63 - 1)
+_ONE = Decimal(1)
+#: scale -> the quantum of that many decimal places (2 -> Decimal("0.01"))
+_QUANTA: dict[int, Decimal] = {}
 
 
 class Money(NamedTuple):
@@ -44,6 +47,10 @@ class WriteCheck:
 
 
 def _decimal(value: Any) -> Decimal:
+    if type(value) is Decimal:  # as Decimal(str(value)) would give it, without the detour
+        if not value.is_finite():
+            raise ValueError("must be a finite number")
+        return value
     if isinstance(value, bool):
         raise ValueError("must be a number")
     if isinstance(value, float):
@@ -64,10 +71,27 @@ def _fit_decimal(value: Decimal, precision: int, scale: int) -> Decimal:
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > scale:
         raise ValueError(f"has more than {scale} decimal places")
-    digits_before = len(value.quantize(Decimal(1)).copy_abs().as_tuple().digits)
-    if value.copy_abs() >= 1 and digits_before > precision - scale:
-        raise ValueError(f"has more than {precision - scale} digits before the decimal point")
-    return value.quantize(Decimal(1).scaleb(-scale))
+    # digits before the point: adjusted() + 1, plus one when rounding carries; count them
+    # exactly only when that could reach the limit
+    if value.adjusted() + 2 > precision - scale:
+        digits_before = len(value.quantize(_ONE).copy_abs().as_tuple().digits)
+        if value.copy_abs() >= 1 and digits_before > precision - scale:
+            raise ValueError(f"has more than {precision - scale} digits before the decimal point")
+    quantum = _QUANTA.get(scale)
+    if quantum is None:
+        quantum = _QUANTA[scale] = _ONE.scaleb(-scale)
+    return value.quantize(quantum)
+
+
+def _facts(f: FieldSpec) -> tuple[int | None, frozenset[str]]:
+    """The text limit and the enum values of ``f``, worked out once per field (kept on
+    the immutable FieldSpec, as functools.cached_property would)."""
+    facts = f.__dict__.get("_coerce_facts")
+    if facts is None:
+        limit = f.column_length if f.type != "text" else f.max_length
+        facts = (limit, frozenset(f.choice_values()))
+        object.__setattr__(f, "_coerce_facts", facts)
+    return facts
 
 
 def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
@@ -87,7 +111,7 @@ def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
         value = value.strip() if t != "text" else value
         if value == "":
             return None
-        limit = f.column_length if t != "text" else f.max_length
+        limit, choices = _facts(f)
         if limit and len(value) > limit:
             raise ValueError(f"is longer than {limit} characters")
         if t == "email":
@@ -97,7 +121,7 @@ def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
             return f"{local}@{domain.lower()}"
         if t == "phone" and (not _PHONE.match(value) or sum(ch.isdigit() for ch in value) < 5):
             raise ValueError(f"{value!r} is not a phone number")
-        if t == "enum" and value not in f.choice_values():
+        if t == "enum" and value not in choices:
             raise ValueError(f"{value!r} is not one of {', '.join(f.choice_values())}")
         return value
     if t == "int":
@@ -154,6 +178,8 @@ def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
         _check_json(value)
         return value
     if t == "ref":
+        if type(value) is int and value > 0:
+            return value
         if isinstance(value, Mapping) and "id" in value:
             value = value["id"]
         if isinstance(value, str) and value.strip().isdigit():
@@ -165,12 +191,12 @@ def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
 
 
 def _money(value: Any, currency: str) -> Money:
-    if isinstance(value, Mapping):
+    if isinstance(value, tuple) and len(value) == 2:  # Money itself first: the common case
+        amount, cur = value
+    elif isinstance(value, Mapping):
         if "amount" not in value:
             raise ValueError("needs an amount")
         amount, cur = value["amount"], value.get("currency") or currency
-    elif isinstance(value, tuple) and len(value) == 2:
-        amount, cur = value
     elif isinstance(value, str) and len(value.split()) == 2:
         amount, cur = value.split()
     else:
@@ -234,8 +260,10 @@ def check_write(
     """
     problems: list[FieldProblem] = []
     values: dict[str, Any] = {}
+    fields = spec.fields
+    system = actor.is_system
     for name, raw in data.items():
-        f = spec.fields.get(name)
+        f = fields.get(name)
         if f is None:
             message = (
                 "is managed by the engine"
@@ -244,7 +272,7 @@ def check_write(
             )
             problems.append(FieldProblem(spec.name, name, message))
             continue
-        if (f.readonly or f.internal) and not actor.is_system:
+        if (f.readonly or f.internal) and not system:
             problems.append(FieldProblem(spec.name, name, "is read-only"))
             continue
         try:
@@ -252,21 +280,33 @@ def check_write(
         except ValueError as exc:
             problems.append(FieldProblem(spec.name, name, str(exc)))
             continue
-        if value is not None:
+        if value is not None and (f.min is not None or f.max is not None):
             message = in_range(f, value)
             if message:
                 problems.append(FieldProblem(spec.name, name, message))
                 continue
         values[name] = value
+    defaults, required = _plan(spec)
     if creating:
-        for f in spec:
-            if f.name not in data and f.default is not None:
+        for f in defaults:
+            if f.name not in data:
                 values[f.name] = coerce(f, f.default, currency)
-    for f in spec:
-        if not f.required:
-            continue
-        after = values.get(f.name) if f.name in values else (current or {}).get(f.name)
-        if after is None and (creating or f.name in values):
-            if not any(p.field == f.name for p in problems):
-                problems.append(FieldProblem(spec.name, f.name, "is required"))
+    for name in required:
+        after = values.get(name) if name in values else (current or {}).get(name)
+        if after is None and (creating or name in values):
+            if not any(p.field == name for p in problems):
+                problems.append(FieldProblem(spec.name, name, "is required"))
     return WriteCheck(values, problems)
+
+
+def _plan(spec: EntitySpec) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
+    """The fields with a default and the required ones, in field order, worked out once
+    per entity (kept on the immutable EntitySpec)."""
+    plan = spec.__dict__.get("_write_plan")
+    if plan is None:
+        plan = (
+            tuple(f for f in spec if f.default is not None),
+            tuple(f.name for f in spec if f.required),
+        )
+        object.__setattr__(spec, "_write_plan", plan)
+    return plan

@@ -39,6 +39,8 @@ from guanxi.engine.worker import run_worker
 from .context import Context, call_engine
 from .limits import Limits
 from .schema import build_schema
+from .transfer import ROUTE as EXPORT_ROUTE
+from .transfer import download
 
 SERVE_WORKER_ENV = "GUANXI_SERVE_WORKER"
 OPEN_FIELDS = frozenset({"login", "__typename"})
@@ -114,7 +116,10 @@ class GuanxiGraphQL(GraphQL):
             schema,
             graphql_ide="graphiql" if limits.introspection else None,
             allow_queries_via_get=True,
-            multipart_uploads_enabled=False,
+            # file uploads (importRecords); the body limit below applies to them too, and
+            # every operation needs the Authorization header, which a cross-site form
+            # cannot send
+            multipart_uploads_enabled=True,
         )
         self.engine = engine
         self.limits = limits
@@ -220,7 +225,8 @@ def _limit_response(message: str, status: int) -> JSONResponse:
 
 
 def build_app(engine: Engine, limits: Limits | None = None) -> Starlette:
-    """The application for an open engine: /graphql, /healthz, /readyz."""
+    """The application for an open engine: /graphql, /healthz, /readyz and the export
+    downloads /exports/<token>."""
     graphql_app = GuanxiGraphQL(engine, limits or Limits.from_env())
 
     async def healthz(request: Request) -> JSONResponse:
@@ -247,6 +253,7 @@ def build_app(engine: Engine, limits: Limits | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route(EXPORT_ROUTE, download(engine), methods=["GET"]),
         ]
     )
 

@@ -39,8 +39,10 @@ from .errors import ErrorCodes, GraphQLNames
 from .inbox import inbox_fields
 from .limits import Limits
 from .members import member_mutations
+from .merge import merge_fields
 from .metadata import Metadata, build_metadata
 from .session import current_user, login_field, logout_field, set_password_field
+from .transfer import transfer_fields
 from .types import EntityTypes, PageInfo, camel, convert_filter
 
 
@@ -201,6 +203,10 @@ class SchemaBuilder:
         for name, field in member_mutations(user).items():
             self.mutation(name, field)
         self.mutation("fire_transition", strawberry.field(resolver=_fire_transition))
+        for name, field in merge_fields().items():
+            (self.mutation if name == "merge_records" else self.query)(name, field)
+        for name, field in transfer_fields().items():
+            self.mutation(name, field)
 
     def _entity_fields(self) -> None:
         for types in self.entities.values():

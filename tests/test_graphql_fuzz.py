@@ -67,6 +67,8 @@ schemathesis.graphql.scalar(
     ).map(nodes.String),
 )
 schemathesis.graphql.scalar("JSON", _json_values())
+# A file travels as a multipart part; inside a JSON document the fuzzer can only send text.
+schemathesis.graphql.scalar("Upload", st.text(max_size=20).map(nodes.String))
 
 
 class AdminTokens:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 import pytest
 
-from guanxi.engine import Config, Engine, PluginError
+from guanxi.engine import Actor, Config, Engine, PluginError
 from guanxi.engine.plugins import load_plugins
+from guanxi.engine.timeline import timeline
 
 SHIPPED = {"graphql", "sales", "marketing", "service", "rfm"}
 
@@ -71,7 +72,10 @@ def test_every_hook_of_a_plugin_is_called(tmp_path, test_plugin):
     engine.hook.transition_fired(engine=engine, event=None)
     engine.hook.deliver_message(engine=engine, message=None)
     engine.open()
-    engine.records.create("Fair", {"name": "x"})  # before_commit and record_written
+    fair = engine.records.create("Fair", {"name": "x"})  # before_commit and record_written
+    timeline(engine, "Fair", fair.id)  # timeline_entries
+    reader = Actor(id=None, username="reader", roles=frozenset({"admin"}))
+    engine.records.list("Fair", actor=reader)  # mask_values and masked_fields: a user reads
     engine.close()
     from guanxi.engine import hookspecs
 

@@ -150,7 +150,7 @@ def test_an_unknown_scope_names_file_and_line(build, home):
     path = roles_file(home, "roles:\n  clerk:\n    default: {read: mine}\n")
     assert problems_of(build) == [
         f"{path}:3: role clerk: default: unknown scope 'mine' for read; "
-        "use none, own, team, own_or_unowned, all"
+        "use none, own, team, own_or_unowned, team_or_unowned, all"
     ]
 
 
@@ -222,7 +222,7 @@ def test_a_bad_plugin_role_names_the_plugin(build):
         build(Contributes("booth_clerk", {"default": {"read": "everything"}}, name="booths"))
     assert str(info.value) == (
         "plugin booths: role booth_clerk: default: unknown scope 'everything' for read; "
-        "use none, own, team, own_or_unowned, all"
+        "use none, own, team, own_or_unowned, team_or_unowned, all"
     )
 
 

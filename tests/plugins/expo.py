@@ -153,3 +153,18 @@ def transition_fired(engine, event):
 def deliver_message(engine, message):
     CALLS.append("deliver_message")
     return True
+
+
+@hookimpl
+def mask_values(engine, actor, entity, values):
+    CALLS.append("mask_values")
+
+
+@hookimpl
+def masked_fields(engine, actor, entity):
+    CALLS.append("masked_fields")
+
+
+@hookimpl
+def timeline_entries(engine, actor, entity, record_id, before, limit, language):
+    CALLS.append("timeline_entries")
