@@ -8,13 +8,23 @@ contact, opportunity, contract or order. ``record_written`` keeps the roll-ups o
 records: logging an activity moves its customer's and opportunity's ``last_activity_at``
 (and the customer's ``next_follow_up_at``), and a line changed on its own updates its
 quote's total or order's amount - all in the same transaction.
+
+Payments and receivables: a contract's ``received`` is the sum of its confirmed live
+payments and ``receivable`` its amount less that; ``received`` is allocated to the
+contract's live instalments earliest due date first (``PaymentPlan.paid_amount``), and an
+instalment's ``status`` follows from :func:`instalment_status`. Payments and instalments
+must be in the contract's currency. Everything is kept whenever a payment, an instalment
+or the contract is written, deleted or restored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from pony.orm import select
 
 from guanxi.engine import (
     FieldProblem,
@@ -25,7 +35,7 @@ from guanxi.engine import (
     ValidationError,
 )
 
-from .pipeline import acting_for
+from .pipeline import acting_for, local_today
 
 CENT = Decimal("0.01")
 #: Numbers given to records created without one: entity -> (field, prefix).
@@ -41,6 +51,10 @@ SAME_CUSTOMER = {
 }
 #: The roles, besides admin, that may confirm a payment.
 CONFIRMING_ROLES = frozenset({"finance"})
+#: Payment fields whose change moves the received amount of its contract.
+PAYMENT_MOVES = frozenset({"contract", "amount", "confirmed"})
+#: Instalment fields whose change moves the allocation of its contract's payments.
+INSTALMENT_MOVES = frozenset({"contract", "amount", "due_date"})
 
 
 # -- before_commit --------------------------------------------------------------------------
@@ -130,16 +144,24 @@ def _opportunity(engine: Any, event: RecordEvent) -> dict[str, Any]:
 
 
 def _contract(engine: Any, event: RecordEvent) -> dict[str, Any]:
-    start, end = event.values["start_date"], event.values["end_date"]
+    """Dates in order; ``received`` and ``receivable`` from the confirmed payments."""
+    values = event.values
+    start, end = values["start_date"], values["end_date"]
     if start is not None and end is not None and end < start:
         raise ValidationError(FieldProblem("Contract", "end_date", "is before the start date"))
-    return {}
+    currency = contract_currency(engine, values["amount"])
+    if event.action == "update" and "amount" in event.changes:
+        if contract_currency(engine, event.changes["amount"][0]) != currency:
+            _refuse_other_currencies(engine, event.record_id, currency)
+    return _receivables(engine, event.record_id, values["amount"], currency)
 
 
 def _payment(engine: Any, event: RecordEvent) -> dict[str, Any]:
     """Only finance (or an admin) confirms a payment or changes a confirmed one; the
-    confirmation records who and when."""
+    confirmation records who and when. A contract's payment is in the contract's currency."""
     actor, values, changes = event.actor, event.values, event.changes
+    if event.action == "create" or {"contract", "amount"} & set(changes):
+        _check_payment_currency(engine, values)
     may_confirm = actor.is_admin or bool(CONFIRMING_ROLES & set(actor.roles))
     if event.action == "create":
         was, now = False, values["confirmed"]
@@ -159,6 +181,42 @@ def _payment(engine: Any, event: RecordEvent) -> dict[str, Any]:
     return {"confirmed_by": None, "confirmed_at": None}
 
 
+def _payment_plan(engine: Any, event: RecordEvent) -> dict[str, Any]:
+    """An instalment is in its contract's currency; its status follows from what is paid
+    and its due date (:func:`instalment_status`) and is not set by hand."""
+    values = event.values
+    try:
+        contract = engine.records.get("Contract", values["contract"])
+    except NotFound:  # a ref kept from before whose contract went to the recycle bin
+        contract = None
+    amount = values["amount"]
+    if contract is not None:
+        currency = contract_currency(engine, contract.amount)
+        if amount.currency != currency:
+            raise ValidationError(
+                FieldProblem(
+                    "PaymentPlan",
+                    "amount",
+                    f"is in {amount.currency}, but contract {contract.number} is in "
+                    f"{currency}: an instalment is in its contract's currency",
+                )
+            )
+    paid = values["paid_amount"] or Money(Decimal("0.00"), amount.currency)
+    status = instalment_status(amount, paid, values["due_date"], local_today(engine))
+    given = values["status"]
+    by_hand = "status" in event.changes if event.action == "update" else given != "pending"
+    if by_hand and given != status and not event.actor.is_system:
+        raise ValidationError(
+            FieldProblem(
+                "PaymentPlan",
+                "status",
+                f"follows from the confirmed payments and the due date (it is {status} "
+                "now); it cannot be set by hand",
+            )
+        )
+    return {"paid_amount": paid, "status": status}
+
+
 def _activity(engine: Any, event: RecordEvent) -> dict[str, Any]:
     return {"at": engine.now()} if event.values["at"] is None else {}
 
@@ -168,9 +226,113 @@ _COMPUTE: dict[str, Callable[[Any, RecordEvent], dict[str, Any]]] = {
     "Order": _order,
     "Opportunity": _opportunity,
     "Contract": _contract,
+    "PaymentPlan": _payment_plan,
     "Payment": _payment,
     "Activity": _activity,
 }
+
+
+# -- payments and receivables ---------------------------------------------------------------
+def instalment_status(amount: Any, paid: Any, due: date | None, today: date) -> str:
+    """The status of an instalment: ``paid`` once ``paid`` covers ``amount``, else
+    ``overdue`` when its due date is before ``today``, else ``pending``.
+
+    ``amount`` and ``paid`` are Money or numbers (None counts as nothing); ``today`` is the
+    installation's (``pipeline.local_today``). The reminders' overdue job and the
+    allocation of payments both derive the status here.
+    """
+    if amount is not None and _value(paid) >= _value(amount):
+        return "paid"
+    if due is not None and due < today:
+        return "overdue"
+    return "pending"
+
+
+def _value(money: Any) -> Decimal:
+    if money is None:
+        return Decimal(0)
+    return Decimal(money.amount if isinstance(money, Money) else money)
+
+
+def contract_currency(engine: Any, amount: Money | None) -> str:
+    """A contract's currency: its amount's, else the installation's."""
+    return amount.currency if amount is not None else engine.config.currency
+
+
+def _check_payment_currency(engine: Any, values: Any) -> None:
+    contract_id = values["contract"]
+    if contract_id is None:
+        return
+    try:
+        contract = engine.records.get("Contract", contract_id)
+    except NotFound:  # a ref kept from before whose contract went to the recycle bin
+        return
+    currency = contract_currency(engine, contract.amount)
+    amount = values["amount"]
+    if amount.currency != currency:
+        raise ValidationError(
+            FieldProblem(
+                "Payment",
+                "amount",
+                f"is in {amount.currency}, but contract {contract.number} is in {currency}: "
+                "a contract is paid in its currency",
+            )
+        )
+
+
+def _refuse_other_currencies(engine: Any, contract_id: int, currency: str) -> None:
+    """A contract's currency changes only while its payments and instalments follow."""
+    for entity, what in (("Payment", "payment"), ("PaymentPlan", "instalment")):
+        rows = engine.records.scoped_query(entity)
+        others = sorted(
+            set(
+                select(
+                    x.amount_currency
+                    for x in rows
+                    if x.contract.id == contract_id and x.amount_currency != currency
+                )
+            )
+        )
+        if others:
+            raise ValidationError(
+                FieldProblem(
+                    "Contract",
+                    "amount",
+                    f"is in {currency}, but the contract has {what}s in {', '.join(others)}: "
+                    f"change the {what}s first",
+                )
+            )
+
+
+def _received(engine: Any, contract_id: int, currency: str) -> Money:
+    """The sum of the contract's confirmed live payments (one SQL aggregate)."""
+    payments = engine.records.scoped_query("Payment")
+    rows = select(
+        (p.amount_currency, sum(p.amount))
+        for p in payments
+        if p.contract.id == contract_id and p.confirmed
+    )[:]
+    total = Decimal("0.00")
+    for row_currency, amount in rows:
+        if row_currency != currency:
+            raise ValidationError(
+                FieldProblem(
+                    "Contract",
+                    "received",
+                    f"the confirmed payments are in {row_currency}, not in the contract's "
+                    f"{currency}",
+                )
+            )
+        total += Decimal(amount or 0)
+    return Money(total, currency)
+
+
+def _receivables(
+    engine: Any, contract_id: int, amount: Money | None, currency: str
+) -> dict[str, Any]:
+    received = _received(engine, contract_id, currency)
+    receivable = None if amount is None else Money(amount.amount - received.amount, currency)
+    return {"received": received, "receivable": receivable}
 
 
 def _check_same_customer(engine: Any, event: RecordEvent) -> None:
@@ -203,6 +365,12 @@ def _check_same_customer(engine: Any, event: RecordEvent) -> None:
 def record_written(engine: Any, event: RecordEvent) -> None:
     if event.entity == "Activity":
         _activity_written(engine, event)
+    elif event.entity == "Payment":
+        _payment_written(engine, event)
+    elif event.entity == "PaymentPlan":
+        _instalment_written(engine, event)
+    elif event.entity == "Contract":
+        _contract_written(engine, event)
     elif event.entity in LINES and event.action in ("update", "restore"):
         # Lines written through their quote or order are summed by the parent's own
         # before_commit; this catches a line changed or restored on its own.
@@ -262,3 +430,74 @@ def _update_if_live(
         engine.records.update(entity, record_id, values, actor=acting)
     except NotFound:  # the record is in the recycle bin: nothing to keep up to date
         return
+
+
+def _payment_written(engine: Any, event: RecordEvent) -> None:
+    """A confirmed payment written, or a payment (un)confirmed: its contracts' receivables."""
+    if event.action == "update" and not PAYMENT_MOVES & set(event.changes):
+        return
+    confirmed = {event.values["confirmed"]}
+    if "confirmed" in event.changes:
+        confirmed.add(event.changes["confirmed"][0])
+    if True not in confirmed:
+        return
+    acting = acting_for(event.actor)
+    for contract_id in _refs(event, "contract"):
+        settle_contract(engine, contract_id, acting)
+
+
+def _instalment_written(engine: Any, event: RecordEvent) -> None:
+    if event.action == "update" and not INSTALMENT_MOVES & set(event.changes):
+        return  # paid_amount and status: this module's own writes, or the overdue job's
+    acting = acting_for(event.actor)
+    for contract_id in _refs(event, "contract"):
+        allocate_payments(engine, contract_id, acting)
+
+
+def _contract_written(engine: Any, event: RecordEvent) -> None:
+    acting = acting_for(event.actor)
+    if event.action == "restore":  # payments may have changed while it was in the bin
+        settle_contract(engine, event.record_id, acting)
+        allocate_payments(engine, event.record_id, acting)
+    elif event.action == "update" and "received" in event.changes:
+        allocate_payments(engine, event.record_id, acting)
+
+
+def settle_contract(engine: Any, contract_id: int, acting: Any) -> None:
+    """Store the contract's ``received`` and ``receivable``; a change reallocates the
+    payments to its instalments (through the contract's ``record_written``)."""
+    try:
+        contract = engine.records.get("Contract", contract_id)
+    except NotFound:  # in the recycle bin: restoring it settles it
+        return
+    currency = contract_currency(engine, contract.amount)
+    values = _receivables(engine, contract_id, contract.amount, currency)
+    engine.records.update("Contract", contract_id, values, actor=acting)
+
+
+def allocate_payments(engine: Any, contract_id: int, acting: Any) -> None:
+    """Allocate the contract's ``received`` to its live instalments, earliest due date
+    first (then the earliest created): each takes what is left, up to its amount."""
+    try:
+        contract = engine.records.get("Contract", contract_id)
+    except NotFound:  # in the recycle bin: restoring it allocates again
+        return
+    left = max(_value(contract.received), Decimal(0))
+    today = local_today(engine)
+    plans = (
+        engine.records.scoped_query("PaymentPlan")
+        .filter("lambda x: x.contract.id == c", {}, {"c": contract_id})
+        .order_by("lambda x: (x.due_date, x.id)", {}, {})
+    )
+    changes: list[tuple[int, dict[str, Any]]] = []
+    for plan in plans:
+        paid = min(Decimal(plan.amount), left)
+        left -= paid
+        status = instalment_status(plan.amount, paid, plan.due_date, today)
+        stored = (plan.paid_amount, plan.paid_amount_currency, plan.status)
+        if stored != (paid, plan.amount_currency, status):
+            changes.append(
+                (plan.id, {"paid_amount": Money(paid, plan.amount_currency), "status": status})
+            )
+    for plan_id, values in changes:  # after the read: updates flush as they go
+        engine.records.update("PaymentPlan", plan_id, values, actor=acting)
