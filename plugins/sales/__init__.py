@@ -9,7 +9,8 @@ public plugin surface: ``guanxi.engine`` and the hooks of ``guanxi.engine.hooksp
 
 from guanxi.engine import hookimpl
 
-from . import computed
+from . import computed, demo, pool, reminders, timeline
+from .analytics import SalesAnalytics
 from .entities import ENTITIES
 from .pipeline import ACTIONS, CONDITIONS
 from .roles import ROLES
@@ -44,9 +45,54 @@ def register_conditions(register):
 
 @hookimpl
 def before_commit(engine, event):
-    return computed.before_commit(engine, event)
+    values = {**(computed.before_commit(engine, event) or {})}
+    values.update(pool.before_commit(engine, event) or {})
+    return values or None
 
 
 @hookimpl
 def record_written(engine, event):
     computed.record_written(engine, event)
+    pool.record_written(engine, event)
+
+
+@hookimpl
+def mask_values(engine, actor, entity, values):
+    return pool.mask_values(engine, actor, entity, values)
+
+
+@hookimpl
+def masked_fields(engine, actor, entity):
+    return pool.masked_fields(engine, actor, entity)
+
+
+#: The parts of the plugin that contribute periodic jobs, and GraphQL fields, in order.
+_JOB_PARTS = (reminders, pool)
+_PARTS = (reminders, pool, timeline)
+
+
+@hookimpl
+def register_periodic_jobs(register):
+    for part in _JOB_PARTS:
+        part.register_periodic_jobs(register)
+
+
+@hookimpl
+def register_graphql(schema):
+    for part in _PARTS:
+        part.register_graphql(schema)
+
+
+@hookimpl
+def timeline_entries(engine, actor, entity, record_id, before, limit, language):
+    return timeline.timeline_entries(engine, actor, entity, record_id, before, limit, language)
+
+
+@hookimpl
+def register_analytics(register):
+    register("sales", SalesAnalytics)
+
+
+@hookimpl
+def register_demo_data(register):
+    register("sales", demo.demo)

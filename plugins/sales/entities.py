@@ -81,6 +81,14 @@ CUSTOMER = _entity(
         "notes": _NOTES,
         "last_activity_at": _field("datetime", "Last activity", "最近跟进", readonly=True),
         "next_follow_up_at": _field("datetime", "Next follow-up", "下次跟进", readonly=True),
+        "owned_since": _field(
+            "datetime",
+            "Owned since",
+            "归属时间",
+            readonly=True,
+            description="When the customer came to its owner (created, claimed or handed "
+            "over); empty in the shared pool.",
+        ),
     },
     owned=True,
     members=True,
@@ -244,6 +252,20 @@ CONTRACT = _entity(
                 ("terminated", "Terminated", "已终止"),
             ),
         ),
+        "received": _field(
+            "money",
+            "Received",
+            "已回款",
+            description="The sum of the contract's confirmed payments.",
+            **_MONEY_RO,
+        ),
+        "receivable": _field(
+            "money",
+            "Receivable",
+            "应收款",
+            description="The amount less the confirmed payments.",
+            **_MONEY_RO,
+        ),
     },
     owned=True,
     natural_key="number",
@@ -257,6 +279,14 @@ PAYMENT_PLAN = _entity(
         "contract": _ref("Contract", "Contract", "合同", "instalments", required=True),
         "due_date": _field("date", "Due date", "计划回款日期", required=True, indexed=True),
         "amount": _field("money", "Amount", "计划回款金额", required=True, min=0),
+        "paid_amount": _field(
+            "money",
+            "Paid",
+            "已回款金额",
+            description="Confirmed payments of the contract allocated to this instalment, "
+            "earliest due first.",
+            **_MONEY_RO,
+        ),
         "status": _field(
             "enum",
             "Status",
