@@ -674,6 +674,7 @@ class Records:
         # would not be in them (as its own flush does, forget them)
         cache = self.engine.db._get_cache()
         cache.query_results.clear()
+        self._reopen_collections(spec, records, cache)
         before_commit = hook.before_commit
         for (number, _values), full in zip(rows, records, strict=True):
             rid = full["id"]
@@ -743,6 +744,29 @@ class Records:
                 changes[name] = (full[name], value)
                 full[name] = value
         return changes
+
+    def _reopen_collections(self, spec: EntitySpec, rows: list[dict[str, Any]], cache: Any) -> None:
+        """Rows written past Pony belong to the reverse collections of the records they refer
+        to; Pony holds such a collection complete when it created the record in this session
+        (or loaded the collection), and would call the new rows phantoms when it meets them.
+        Mark those collections incomplete, so Pony reads them again."""
+        cls = self._cls(spec.name)
+        for f in spec:
+            if f.type != "ref":
+                continue
+            reverse = getattr(cls, f.name).reverse
+            if reverse is None or not reverse.is_collection:
+                continue
+            target = reverse.entity
+            index = cache.indexes.get(target._pk_attrs_)
+            if not index:
+                continue
+            for ref in {row[f.name] for row in rows if row.get(f.name) is not None}:
+                obj = index.get(ref)
+                setdata = obj._vals_.get(reverse) if obj is not None else None
+                if setdata is not None:
+                    setdata.is_fully_loaded = False
+                    setdata.count = None
 
     def _bulk_writer(self, spec: EntitySpec) -> _BulkWriter:
         writer = self._writers.get(spec.name)

@@ -155,3 +155,16 @@ def test_money_written_in_bulk_keeps_its_currency_and_scale(engine, acme):
         "Order", [{"customer": acme.id, "ordered_on": "2027-03-01", "amount": "7 USD"}]
     )
     assert engine.records.get("Order", rid).amount == Money(Decimal("7.00"), "USD")
+
+
+def test_rows_referring_to_a_record_made_earlier_in_the_transaction_read_back(engine):
+    # Pony holds the new user's customers as a complete (empty) collection; the rows
+    # written past it must not turn up as phantoms when they are read.
+    with engine.records.transaction(write=True):
+        owner = engine.records.create("User", {"username": "zhou"})
+        ids = engine.records.create_many(
+            "Customer", [{"name": f"Customer {i}", "owner": owner.id} for i in range(3)]
+        )
+        assert [engine.records.get("Customer", i).owner for i in ids] == [owner.id] * 3
+        mine = engine.records.list("Customer", filter={"owner": {"id": {"eq": owner.id}}})
+        assert mine.total_count == 3
