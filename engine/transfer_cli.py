@@ -32,21 +32,10 @@ from .actor import SYSTEM, Actor
 from .engine import Engine
 from .exporter import LABEL_LANGUAGES, export_file
 from .importer import ON_DUPLICATE, ImportResult, import_file, write_report
+from .user_cli import open_engine
 
 #: Row problems printed on the terminal; the report file has all of them.
 SHOWN_PROBLEMS = 20
-
-
-@contextmanager
-def _open_engine() -> Iterator[Engine]:
-    from .cli import make_engine  # the CLI module imports this one
-
-    engine = make_engine()
-    try:
-        engine.open()
-        yield engine
-    finally:
-        engine.close()
 
 
 def _actor(engine: Engine, username: str | None) -> Actor:
@@ -136,7 +125,7 @@ def import_command(
     target's natural key or id, money 12.50 or 12.50 EUR, dates 2027-03-01 or 2027/3/1.
     Row numbers in problems are the spreadsheet's (the header is row 1).
     """
-    with _open_engine() as engine:
+    with open_engine() as engine:
         actor = _actor(engine, as_user)
         with _progress(f"import {file.name}") as update:
             result = import_file(
@@ -222,7 +211,7 @@ def export_command(
         if not isinstance(flt, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--filter")
     names = [n for n in fields.split(",")] if fields else None
-    with _open_engine() as engine:
+    with open_engine() as engine:
         actor = _actor(engine, as_user)
         with _progress(f"export {entity}") as update:
             count = export_file(
@@ -253,7 +242,7 @@ def audit_command(
     entity: str | None, actions: tuple[str, ...], username: str | None, limit: int
 ) -> None:
     """List audit events, newest first (exports and refused exports included)."""
-    with _open_engine() as engine:
+    with open_engine() as engine:
         actor_id = engine.auth.user_id(username) if username else None
         events = engine.records.audit_log(
             entity=entity, actions=actions or None, actor_id=actor_id, limit=limit

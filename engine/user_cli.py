@@ -19,7 +19,8 @@ from .records import Record, Records
 
 
 @contextmanager
-def _open_engine() -> Iterator[Engine]:
+def open_engine() -> Iterator[Engine]:
+    """The engine of this environment, opened (not migrated) and closed afterwards."""
     from .cli import make_engine  # the CLI module imports this one
 
     engine = make_engine()
@@ -61,7 +62,7 @@ def add(
         password = click.get_text_stream("stdin").readline().rstrip("\r\n")
         if not password:
             raise click.ClickException("--password-stdin: standard input has no password")
-    with _open_engine() as engine:
+    with open_engine() as engine:
         record = engine.auth.create_user(
             name,
             password=password,
@@ -80,7 +81,7 @@ def add(
 @user.command("list")
 def list_users() -> None:
     """List the users: name, display name, roles, team, active."""
-    with _open_engine() as engine:
+    with open_engine() as engine:
         records = engine.records
         teams = {t.id: t.name for t in _all(records, "Team")}
         users = _all(records, "User")
@@ -119,7 +120,7 @@ def _all(records: Records, entity: str) -> list[Record]:
 )
 def token(name: str, days: int) -> None:
     """Print a new API token for user NAME (the token alone on the last line)."""
-    with _open_engine() as engine:
+    with open_engine() as engine:
         issued = engine.auth.issue_token(engine.auth.user_id(name), days=days, label="guanxi token")
     click.echo(f"token for {name}, valid until {issued.expires_at:%Y-%m-%d %H:%M} UTC:")
     click.echo(issued.token)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .test_serve_e2e import GUANXI, Api, free_port, wait_until_healthy
+from .test_serve_e2e import GUANXI, Api, serving
 
 #: username -> (role, team)
 USERS = {
@@ -62,30 +61,8 @@ def sales_server(tmp_path: Path, database_url: str) -> Iterator[tuple[httpx.Clie
         return result.stdout
 
     guanxi("init")
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [GUANXI, "serve", "--port", str(port), "--worker"],
-            cwd=home,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            wait_until_healthy(http, server, log_path)
-            yield http, guanxi
-    except BaseException:
-        print(log_path.read_text(errors="replace")[-5000:], file=sys.stderr)
-        raise
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+    with serving(home, env, tmp_path / "serve.log") as http:
+        yield http, guanxi
 
 
 @pytest.fixture

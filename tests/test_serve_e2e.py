@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +182,16 @@ def test_an_admin_defined_entity_and_workflow_over_http(tmp_path, database_url):
     guanxi("user", "add", "root", "--role", "admin")
     admin_token = token("root")
 
+    with serving(home, env, tmp_path / "serve.log") as http:
+        assert http.get("/readyz").json() == {"status": "ready"}
+        work_the_bookings(http, admin_token, guanxi, token)
+
+
+@contextmanager
+def serving(home: Path, env: dict[str, str], log_path: Path) -> Iterator[httpx.Client]:
+    """``guanxi serve --worker`` on a free port of 127.0.0.1, healthy; its log is printed
+    when the block fails, and the server stopped after it."""
     port = free_port()
-    log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
             [GUANXI, "serve", "--port", str(port), "--worker"],
@@ -193,8 +203,7 @@ def test_an_admin_defined_entity_and_workflow_over_http(tmp_path, database_url):
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             wait_until_healthy(http, server, log_path)
-            assert http.get("/readyz").json() == {"status": "ready"}
-            work_the_bookings(http, admin_token, guanxi, token)
+            yield http
     except BaseException:
         print(log_path.read_text(errors="replace")[-5000:], file=sys.stderr)
         raise
