@@ -107,6 +107,8 @@ class RecordEvent:
     values: Mapping[str, Any]
     changes: Mapping[str, tuple[Any, Any]]
     actor: Actor
+    #: written in bulk by ``create_many``: no parts were written with the record
+    bulk: bool = False
 
 
 @dataclass(frozen=True)
@@ -678,7 +680,9 @@ class Records:
         before_commit = hook.before_commit
         for (number, _values), full in zip(rows, records, strict=True):
             rid = full["id"]
-            event = RecordEvent(name, "create", rid, MappingProxyType(full), _NO_CHANGES, actor)
+            event = RecordEvent(
+                name, "create", rid, MappingProxyType(full), _NO_CHANGES, actor, bulk=True
+            )
             try:
                 extra = [result for result in before_commit(engine=engine, event=event) if result]
                 if extra:
@@ -687,7 +691,13 @@ class Records:
                         values = {k: full[k] for k in changes}
                         self._cls(name)[rid].set(**self._pony_values(spec, values))
                         event = RecordEvent(
-                            name, "create", rid, event.values, MappingProxyType(changes), actor
+                            name,
+                            "create",
+                            rid,
+                            event.values,
+                            MappingProxyType(changes),
+                            actor,
+                            bulk=True,
                         )
             except ValidationError as exc:
                 found.extend(_at_row(p, number) for p in exc.problems)

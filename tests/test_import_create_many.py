@@ -150,6 +150,20 @@ def test_a_batch_asks_the_database_the_same_number_of_questions_however_long(eng
     assert questions(10, 0) == questions(500, 1000)
 
 
+def test_orders_in_bulk_cost_the_same_questions_however_many(engine, acme):
+    # the sales hook sums an order's lines; an order written in bulk has none to look for
+    def questions(count: int) -> int:
+        rows = [
+            {"customer": acme.id, "ordered_on": "2027-03-01", "amount": str(i)}
+            for i in range(count)
+        ]
+        engine.db.merge_local_stats()
+        engine.records.create_many("Order", rows, batch_size=1000)
+        return sum(stat.db_count for sql, stat in engine.db.local_stats.items() if sql)
+
+    assert questions(10) == questions(300)
+
+
 def test_money_written_in_bulk_keeps_its_currency_and_scale(engine, acme):
     (rid,) = engine.records.create_many(
         "Order", [{"customer": acme.id, "ordered_on": "2027-03-01", "amount": "7 USD"}]
