@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ConfigError
 
 DEFAULT_DB_FILE = "guanxi.db"
-#: The variables the engine reads itself; every other GUANXI_* one is a plugin setting.
+#: The variables the engine and the GraphQL layer read themselves; every other GUANXI_*
+#: one is a plugin setting.
 OWN = frozenset(
     {
         "GUANXI_HOME",
@@ -25,6 +26,12 @@ OWN = frozenset(
         "GUANXI_CURRENCY",
         "GUANXI_PAGE_SIZE_MAX",
         "GUANXI_SQLITE_SYNC",
+        "GUANXI_SERVE_WORKER",
+        "GUANXI_INTROSPECTION",
+        "GUANXI_MAX_ALIASES",
+        "GUANXI_MAX_BODY_BYTES",
+        "GUANXI_MAX_DEPTH",
+        "GUANXI_MAX_TOKENS",
     }
 )
 

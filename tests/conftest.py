@@ -7,10 +7,12 @@ GUANXI_TEST_POSTGRES_URL is set, on a fresh PostgreSQL database made for that te
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +20,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import pytest
+from pony.orm import set_sql_debug
 
 from guanxi.engine import Config, Engine
 
@@ -144,3 +147,25 @@ def make_engine(database_url: str, home: Path) -> Iterator[Callable[..., Engine]
     yield make
     for engine in engines:
         engine.close()
+
+
+@contextmanager
+def sql_log() -> Iterator[list[str]]:
+    """The SQL statements Pony sends meanwhile (this thread)."""
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("pony.orm.sql")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    set_sql_debug(True, show_values=False)
+    try:
+        yield seen
+    finally:
+        set_sql_debug(False)
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -15,7 +15,9 @@ def test_an_unset_plugin_setting_is_its_default():
 
 
 def test_the_engines_own_variables_are_not_plugin_settings():
-    config = Config.from_env({"GUANXI_CURRENCY": "EUR", "GUANXI_SALES_X": "1", "HOME": "/root"})
+    config = Config.from_env(
+        {"GUANXI_CURRENCY": "EUR", "GUANXI_MAX_DEPTH": "9", "GUANXI_SALES_X": "1", "HOME": "/r"}
+    )
     assert dict(config.settings) == {"GUANXI_SALES_X": "1"}
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from pony.orm import db_session, set_sql_debug
+from pony.orm import db_session
 
 from guanxi.engine import Actor, ConflictError, NotFound
 from guanxi.engine.duplicates import normalise
+
+from .conftest import sql_log
 
 XX = "XX酒业有限公司"
 
@@ -40,28 +39,6 @@ def key_rows(engine, entity: str = "Company") -> int:
     with db_session:
         table = engine.classes["GxDedupKey"]
         return table.select(lambda k: k.entity == entity).count()
-
-
-@contextmanager
-def sql_log() -> Iterator[list[str]]:
-    """The SQL statements Pony sends meanwhile (this thread)."""
-    seen: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-
-    logger = logging.getLogger("pony.orm.sql")
-    handler, level = Collect(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    set_sql_debug(True, show_values=False)
-    try:
-        yield seen
-    finally:
-        set_sql_debug(False)
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 # -- normalisation ------------------------------------------------------------------------

@@ -137,15 +137,20 @@ def test_record_written_hooks_see_each_record(engine, acme, clock):
     assert engine.records.get("Customer", acme.id).last_activity_at == clock.now
 
 
+def statements(engine, entity: str, rows: list[dict]) -> int:
+    """How many SQL statements one create_many of ``rows`` sends."""
+    engine.db.merge_local_stats()
+    engine.records.create_many(entity, rows, batch_size=1000)
+    return sum(stat.db_count for sql, stat in engine.db.local_stats.items() if sql)
+
+
 def test_a_batch_asks_the_database_the_same_number_of_questions_however_long(engine):
     def questions(count: int, start: int) -> int:
         rows = [
             {"code": f"P{start + i}", "name": f"p{i}", "category": "service", "price": "1"}
             for i in range(count)
         ]
-        engine.db.merge_local_stats()
-        engine.records.create_many("Product", rows, batch_size=1000)
-        return sum(stat.db_count for sql, stat in engine.db.local_stats.items() if sql)
+        return statements(engine, "Product", rows)
 
     assert questions(10, 0) == questions(500, 1000)
 
@@ -157,9 +162,7 @@ def test_orders_in_bulk_cost_the_same_questions_however_many(engine, acme):
             {"customer": acme.id, "ordered_on": "2027-03-01", "amount": str(i)}
             for i in range(count)
         ]
-        engine.db.merge_local_stats()
-        engine.records.create_many("Order", rows, batch_size=1000)
-        return sum(stat.db_count for sql, stat in engine.db.local_stats.items() if sql)
+        return statements(engine, "Order", rows)
 
     assert questions(10) == questions(300)
 

@@ -8,14 +8,10 @@ The clock starts at 2027-03-01 09:00 UTC.
 
 from __future__ import annotations
 
-import logging
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
-from pony.orm import set_sql_debug
 
 from guanxi.engine import (
     NotFound,
@@ -28,6 +24,7 @@ from guanxi.engine import (
 from guanxi.engine.permissions import add_member
 from guanxi.engine.timeline import newest_first, newest_records, timeline
 
+from .conftest import sql_log
 from .graphql_client import graphql_client
 
 #: The customer's history as li sees it, newest first: (kind, title, summary, actor).
@@ -133,28 +130,6 @@ def engine(make_engine, clock):
 @pytest.fixture
 def world(engine, clock):
     return World(engine, clock)
-
-
-@contextmanager
-def sql_log() -> Iterator[list[str]]:
-    """The SQL statements Pony sends meanwhile (this thread)."""
-    seen: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-
-    logger = logging.getLogger("pony.orm.sql")
-    handler, level = Collect(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    set_sql_debug(True, show_values=False)
-    try:
-        yield seen
-    finally:
-        set_sql_debug(False)
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 # -- ordering and paging -----------------------------------------------------------------------
