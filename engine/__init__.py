@@ -1,8 +1,9 @@
 """guanxi's core engine: plugin host, entity metadata, database, record API.
 
 A plugin needs only what this package re-exports: ``hookimpl`` to mark its hook
-functions, the error types, and the types it receives (``Actor``, ``Record``,
-``RecordEvent``, ``Money``). The hooks themselves are specified in ``hookspecs``.
+functions (and ``for_entities`` to narrow the per-record ones), the error types, and
+the types it receives (``Actor``, ``Record``, ``RecordEvent``, ``Money``). The hooks
+themselves are specified in ``hookspecs``.
 """
 
 from .actor import SYSTEM, Actor
@@ -23,7 +24,7 @@ from .errors import (
     ValidationError,
     WorkflowError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import for_entities, hookimpl
 from .records import Page, Record, RecordEvent
 from .timeline import TimelineEntry, TimelineKey
 from .validation import Money
@@ -52,6 +53,7 @@ __all__ = [
     "ValidationError",
     "TransitionValuesError",
     "WorkflowError",
+    "for_entities",
     "hookimpl",
 ]
 

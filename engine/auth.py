@@ -34,7 +34,7 @@ from .errors import (
     Unauthenticated,
     ValidationError,
 )
-from .hookspecs import hookimpl
+from .hookspecs import for_entities, hookimpl
 from .records import Record, RecordEvent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -515,6 +515,7 @@ class AuthEvents:
     or status, and with their deletion, whoever writes it and however."""
 
     @hookimpl
+    @for_entities(USER)
     def before_commit(self, engine: Engine, event: RecordEvent) -> None:
         """A user's roles must be roles this installation knows, however they are written."""
         if event.entity != USER or "roles" not in event.changes and event.action != "create":
@@ -534,6 +535,7 @@ class AuthEvents:
             )
 
     @hookimpl
+    @for_entities(USER)
     def record_written(self, engine: Engine, event: RecordEvent) -> None:
         if event.entity != USER:
             return

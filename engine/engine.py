@@ -27,7 +27,7 @@ from .merge import merge_records
 from .metadata import EntityRegistry
 from .migrations import MigrationPlan, apply_migration, plan_migration
 from .permissions import RolePolicy
-from .plugins import PluginInfo, call_with_origin, load_plugins
+from .plugins import EntityHooks, PluginInfo, call_with_origin, load_plugins
 from .policy import Policy
 from .records import Record, Records
 from .roles import load_roles
@@ -108,6 +108,8 @@ class Engine:
             self.config, extra=plugins, use_entry_points=use_entry_points
         )
         self.hook = self.pm.hook
+        #: ``entity_hooks(name, entity)``: a per-record hook's caller for one entity, or None
+        self.entity_hooks = EntityHooks(self.pm)
         # The engine's own reaction to user changes (tokens die); not listed in self.plugins.
         self.pm.register(AuthEvents(), name="guanxi.auth")
         found = collect(self.pm)

@@ -141,3 +141,38 @@ def call_with_origin(
     caller = getattr(pm.hook, hook_name)
     for impl in caller.get_hookimpls():  # registration order
         impl.function(**{argument: make_callback(impl.plugin_name)})
+
+
+class EntityHooks:
+    """The callers of :data:`~.hookspecs.ENTITY_HOOKS` for one entity: only the
+    implementations that act on it (see :func:`~.hookspecs.for_entities`), or None when
+    none does - worked out once per hook and entity, as plugins are registered at
+    start-up."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._callers: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, name: str, entity: str) -> Any:
+        key = (name, entity)
+        try:
+            return self._callers[key]
+        except KeyError:
+            pass
+        if name not in hookspecs.ENTITY_HOOKS:
+            raise ValueError(f"{name} is not a hook called for one entity's records")
+        caller = getattr(self.pm.hook, name)
+        impls = caller.get_hookimpls()
+        skip = [
+            impl.plugin
+            for impl in impls
+            if entity not in getattr(impl.function, hookspecs.ENTITIES_ATTRIBUTE, (entity,))
+        ]
+        if len(skip) == len(impls):
+            found = None
+        elif skip:
+            found = self.pm.subset_hook_caller(name, skip)
+        else:
+            found = caller
+        self._callers[key] = found
+        return found

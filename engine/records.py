@@ -31,6 +31,7 @@ from pony.orm import (
 )
 from pony.orm import core as pony_core
 from pony.orm.dbapiprovider import Converter, IntegrityError, OperationalError
+from pony.orm.dbproviders.sqlite import SQLiteDateConverter
 
 from .actor import SYSTEM, Actor
 from .database import currency_column
@@ -205,11 +206,12 @@ class Records:
         values = self._values(spec, obj)
         if not actor.is_system:
             values = self.engine.policy.visible_values(spec, actor, values)
-            view = MappingProxyType(values)
-            hook = self.engine.hook.mask_values
-            for shown in hook(engine=self.engine, actor=actor, entity=spec.name, values=view):
-                if shown:
-                    values = {**values, **{k: v for k, v in shown.items() if k in values}}
+            hook = self.engine.entity_hooks("mask_values", spec.name)
+            if hook is not None:
+                view = MappingProxyType(values)
+                for shown in hook(engine=self.engine, actor=actor, entity=spec.name, values=view):
+                    if shown:
+                        values = {**values, **{k: v for k, v in shown.items() if k in values}}
         return Record(spec.name, values)
 
     def _pony_values(self, spec: EntitySpec, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,8 +271,8 @@ class Records:
         def readable(entity: str, field_name: str) -> bool:
             if entity not in masked:
                 masked[entity] = set()
-                if not actor.is_system:
-                    hook = self.engine.hook.masked_fields
+                hook = self.engine.entity_hooks("masked_fields", entity)
+                if not actor.is_system and hook is not None:
                     for names in hook(engine=self.engine, actor=actor, entity=entity):
                         masked[entity].update(names or ())
             if field_name in masked[entity]:
@@ -658,14 +660,15 @@ class Records:
         self.engine.db.flush()  # Pony's pending writes go before the raw statements
         writer = self._bulk_writer(spec)
         now = self.engine.now()
-        hook = self.engine.hook
         template = dict.fromkeys(spec.fields)
         template.update(created_at=now, updated_at=now, created_by=actor.id, version=1)
         template["deleted_at"] = None
         found: list[FieldProblem] = []
-        ready: list[tuple[int, dict[str, Any], RecordEvent]] = []
+        ready: list[tuple[int, dict[str, Any], RecordEvent | None]] = []
         dropped: list[int] = []
         engine, name = self.engine, spec.name
+        before_commit = engine.entity_hooks("before_commit", name)
+        record_written = engine.entity_hooks("record_written", name)
         records = []
         for (_number, values), rid in zip(rows, writer.allocate(len(rows)), strict=True):
             full = {**template, **values}
@@ -677,12 +680,17 @@ class Records:
         cache = self.engine.db._get_cache()
         cache.query_results.clear()
         self._reopen_collections(spec, records, cache)
-        before_commit = hook.before_commit
         for (number, _values), full in zip(rows, records, strict=True):
+            if before_commit is None and record_written is None:
+                ready.append((number, full, None))
+                continue
             rid = full["id"]
             event = RecordEvent(
                 name, "create", rid, MappingProxyType(full), _NO_CHANGES, actor, bulk=True
             )
+            if before_commit is None:
+                ready.append((number, full, event))
+                continue
             try:
                 extra = [result for result in before_commit(engine=engine, event=event) if result]
                 if extra:
@@ -725,7 +733,8 @@ class Records:
         if spec.duplicate_keys:
             matcher._insert(spec.name, [(full["id"], matcher.keys(spec, full)) for full in written])
             cache.query_results.clear()
-        record_written = hook.record_written
+        if record_written is None:
+            return [full["id"] for full in written]
         for number, _full, event in ready:
             try:
                 record_written(engine=engine, event=event)
@@ -877,11 +886,11 @@ class Records:
     ) -> None:
         """Run before_commit (computed fields), write the audit event, tell the plugins,
         keep the duplicate keys (unless ``index_keys`` is False: create_many bulk-writes)."""
-        hook = self.engine.hook
-        if action in ("create", "update"):
+        before_commit = self.engine.entity_hooks("before_commit", spec.name)
+        if action in ("create", "update") and before_commit is not None:
             event = self._event(spec, obj, action, changes, actor)
             extra: dict[str, Any] = {}
-            for result in hook.before_commit(engine=self.engine, event=event):
+            for result in before_commit(engine=self.engine, event=event):
                 if result:
                     extra.update(result)
             if extra:
@@ -932,9 +941,9 @@ class Records:
     def _emit(
         self, spec: EntitySpec, obj: Any, action: str, changes: Mapping, actor: Actor
     ) -> None:
-        self.engine.hook.record_written(
-            engine=self.engine, event=self._event(spec, obj, action, changes, actor)
-        )
+        hook = self.engine.entity_hooks("record_written", spec.name)
+        if hook is not None:
+            hook(engine=self.engine, event=self._event(spec, obj, action, changes, actor))
 
     def _audit(
         self, spec: EntitySpec, record_id: int, action: str, changes: dict, actor: Actor
@@ -1174,6 +1183,8 @@ def _db_value(converter: Any) -> Callable[[Any], Any] | None:
     unchanged), so bulk-written rows read back exactly as Pony-written ones."""
     to_db = None if type(converter).val2dbval is Converter.val2dbval else converter.val2dbval
     to_sql = None if type(converter).py2sql is Converter.py2sql else converter.py2sql
+    if type(converter) is SQLiteDateConverter and to_db is None:
+        return _sqlite_date  # strftime("%Y-%m-%d"), several times faster
     if to_db is None and to_sql is None:
         return None
     if to_db is None:
@@ -1181,6 +1192,12 @@ def _db_value(converter: Any) -> Callable[[Any], Any] | None:
     if to_sql is None:
         return to_db
     return lambda value: to_sql(to_db(value))
+
+
+def _sqlite_date(value: date) -> str:
+    """What Pony's SQLite date converter writes (``strftime("%Y-%m-%d")``, which does not
+    pad years before 1000)."""
+    return value.isoformat() if value.year >= 1000 else value.strftime("%Y-%m-%d")
 
 
 class _BulkWriter:

@@ -7,7 +7,7 @@ write hooks that keep computed values (``computed.py``). Everything goes through
 public plugin surface: ``guanxi.engine`` and the hooks of ``guanxi.engine.hookspecs``.
 """
 
-from guanxi.engine import hookimpl
+from guanxi.engine import for_entities, hookimpl
 
 from . import computed, demo, pool, reminders, timeline
 from .analytics import SalesAnalytics
@@ -51,17 +51,20 @@ def before_commit(engine, event):
 
 
 @hookimpl
+@for_entities(*sorted(computed.WRITTEN | pool.WRITTEN))
 def record_written(engine, event):
     computed.record_written(engine, event)
     pool.record_written(engine, event)
 
 
 @hookimpl
+@for_entities(*pool.MASKED)
 def mask_values(engine, actor, entity, values):
     return pool.mask_values(engine, actor, entity, values)
 
 
 @hookimpl
+@for_entities(*pool.MASKED)
 def masked_fields(engine, actor, entity):
     return pool.masked_fields(engine, actor, entity)
 

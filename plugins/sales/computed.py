@@ -365,6 +365,10 @@ def _check_same_customer(engine: Any, event: RecordEvent) -> None:
 
 
 # -- record_written -------------------------------------------------------------------------
+#: The entities whose writes :func:`record_written` acts on.
+WRITTEN = frozenset({"Activity", "Payment", "PaymentPlan", "Contract", *LINES})
+
+
 def record_written(engine: Any, event: RecordEvent) -> None:
     if event.entity == "Activity":
         _activity_written(engine, event)

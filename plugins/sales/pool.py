@@ -524,9 +524,13 @@ def transfer_all(
     return held
 
 
+#: The entities whose writes :func:`record_written` acts on.
+WRITTEN = frozenset({"User"})
+
+
 def record_written(engine: Any, event: RecordEvent) -> None:
     """A user who still works on records is neither deactivated nor deleted."""
-    if event.entity != "User":
+    if event.entity not in WRITTEN:
         return
     if event.action == "update":
         was, now = event.changes.get("active", (None, None))
