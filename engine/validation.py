@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,6 +22,8 @@ from .metadata import BASE_FIELDS, EntitySpec, FieldSpec
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()\-./]{3,}((\s*(ext\.?|x|转|#)\s*)[0-9]{1,6})?$", re.IGNORECASE)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+#: Currency codes already checked (at most 26**3 of them)
+_CODES: set[str] = set()
 INT64 = (-(2**63), 2**63 - 1)
 _ONE = Decimal(1)
 #: scale -> the quantum of that many decimal places (2 -> Decimal("0.01"))
@@ -102,92 +104,133 @@ def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
     """
     if value is None:
         return None
+    return _COERCE[f.type](f, value, currency)
+
+
+def _text(f: FieldSpec, value: Any, currency: str) -> Any:
+    if type(value) is not str and not isinstance(value, str):
+        raise ValueError("must be text")
+    if "\x00" in value:  # PostgreSQL refuses NUL in text: say so instead of failing there
+        raise ValueError("may not contain NUL characters")
     t = f.type
-    if t in ("string", "text", "email", "phone", "enum"):
-        if not isinstance(value, str):
-            raise ValueError("must be text")
-        if "\x00" in value:  # PostgreSQL refuses NUL in text: say so instead of failing there
-            raise ValueError("may not contain NUL characters")
-        value = value.strip() if t != "text" else value
-        if value == "":
-            return None
-        limit, choices = _facts(f)
-        if limit and len(value) > limit:
-            raise ValueError(f"is longer than {limit} characters")
-        if t == "email":
-            if not _EMAIL.match(value):
-                raise ValueError(f"{value!r} is not an e-mail address")
-            local, _, domain = value.rpartition("@")
-            return f"{local}@{domain.lower()}"
-        if t == "phone" and (not _PHONE.match(value) or sum(ch.isdigit() for ch in value) < 5):
-            raise ValueError(f"{value!r} is not a phone number")
-        if t == "enum" and value not in choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(f.choice_values())}")
+    value = value.strip() if t != "text" else value
+    if value == "":
+        return None
+    limit, choices = _facts(f)
+    if limit and len(value) > limit:
+        raise ValueError(f"is longer than {limit} characters")
+    if t == "email":
+        if not _EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        local, _, domain = value.rpartition("@")
+        return f"{local}@{domain.lower()}"
+    if t == "phone" and (not _PHONE.match(value) or sum(ch.isdigit() for ch in value) < 5):
+        raise ValueError(f"{value!r} is not a phone number")
+    if t == "enum" and value not in choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(f.choice_values())}")
+    return value
+
+
+def _int(f: FieldSpec, value: Any, currency: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    if not INT64[0] <= value <= INT64[1]:
+        raise ValueError("is out of range")
+    return value
+
+
+def _float(f: FieldSpec, value: Any, currency: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a number") from None
+    if not math.isfinite(result):
+        raise ValueError("must be a finite number")
+    return result
+
+
+def _decimal_field(f: FieldSpec, value: Any, currency: str) -> Decimal:
+    return _fit_decimal(_decimal(value), f.precision, f.scale)
+
+
+def _money_field(f: FieldSpec, value: Any, currency: str) -> Money:
+    return _money(value, currency)
+
+
+def _bool(f: FieldSpec, value: Any, currency: str) -> bool:
+    if isinstance(value, bool):
         return value
-    if t == "int":
-        if isinstance(value, bool):
-            raise ValueError("must be a whole number")
-        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
-            value = int(value)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int):
-            raise ValueError("must be a whole number")
-        if not INT64[0] <= value <= INT64[1]:
-            raise ValueError("is out of range")
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
+def _date(f: FieldSpec, value: Any, currency: str) -> date:
+    if type(value) is date:
         return value
-    if t == "float":
-        if isinstance(value, bool):
-            raise ValueError("must be a number")
+    if isinstance(value, datetime):
+        raise ValueError("must be a date without a time")
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _datetime(f: FieldSpec, value: Any, currency: str) -> datetime:
+    if not isinstance(value, datetime):
         try:
-            result = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{value!r} is not a number") from None
-        if not math.isfinite(result):
-            raise ValueError("must be a finite number")
-        return result
-    if t == "decimal":
-        return _fit_decimal(_decimal(value), f.precision, f.scale)
-    if t == "money":
-        return _money(value, currency)
-    if t == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        raise ValueError("must be true or false")
-    if t == "date":
-        if isinstance(value, datetime):
-            raise ValueError("must be a date without a time")
-        if isinstance(value, date):
-            return value
-        try:
-            return date.fromisoformat(str(value).strip())
+            value = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-    if t == "datetime":
-        if not isinstance(value, datetime):
-            try:
-                value = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(f"{value!r} is not a date and time (ISO 8601)") from None
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
+            raise ValueError(f"{value!r} is not a date and time (ISO 8601)") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _json(f: FieldSpec, value: Any, currency: str) -> Any:
+    _check_json(value)
+    return value
+
+
+def _ref(f: FieldSpec, value: Any, currency: str) -> int:
+    if type(value) is int and value > 0:
         return value
-    if t == "json":
-        _check_json(value)
-        return value
-    if t == "ref":
-        if type(value) is int and value > 0:
-            return value
-        if isinstance(value, Mapping) and "id" in value:
-            value = value["id"]
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"must be the id of a {f.to}")
-        return value
-    raise AssertionError(t)
+    if isinstance(value, Mapping) and "id" in value:
+        value = value["id"]
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"must be the id of a {f.to}")
+    return value
+
+
+#: Field type -> ``coerce(field, value, currency)`` for values that are not None.
+_COERCE: dict[str, Callable[[FieldSpec, Any, str], Any]] = {
+    "string": _text,
+    "text": _text,
+    "email": _text,
+    "phone": _text,
+    "enum": _text,
+    "int": _int,
+    "float": _float,
+    "decimal": _decimal_field,
+    "money": _money_field,
+    "bool": _bool,
+    "date": _date,
+    "datetime": _datetime,
+    "json": _json,
+    "ref": _ref,
+}
 
 
 def _money(value: Any, currency: str) -> Money:
@@ -201,9 +244,11 @@ def _money(value: Any, currency: str) -> Money:
         amount, cur = value.split()
     else:
         amount, cur = value, currency
-    cur = str(cur).strip().upper()
-    if not _CURRENCY.match(cur):
-        raise ValueError(f"currency {cur!r} is not an ISO 4217 code")
+    if type(cur) is not str or cur not in _CODES:  # a code seen before is taken as it is
+        cur = str(cur).strip().upper()
+        if not _CURRENCY.match(cur):
+            raise ValueError(f"currency {cur!r} is not an ISO 4217 code")
+        _CODES.add(cur)
     return Money(_fit_decimal(_decimal(amount), 18, 2), cur)
 
 
@@ -260,11 +305,12 @@ def check_write(
     """
     problems: list[FieldProblem] = []
     values: dict[str, Any] = {}
-    fields = spec.fields
+    plan = _plan(spec)
+    fields = plan.fields
     system = actor.is_system
     for name, raw in data.items():
-        f = fields.get(name)
-        if f is None:
+        entry = fields.get(name)
+        if entry is None:
             message = (
                 "is managed by the engine"
                 if name in BASE_FIELDS
@@ -272,26 +318,29 @@ def check_write(
             )
             problems.append(FieldProblem(spec.name, name, message))
             continue
-        if (f.readonly or f.internal) and not system:
+        f, convert, guarded, ranged = entry
+        if guarded and not system:
             problems.append(FieldProblem(spec.name, name, "is read-only"))
             continue
+        if raw is None:
+            values[name] = None
+            continue
         try:
-            value = coerce(f, raw, currency)
+            value = convert(f, raw, currency)
         except ValueError as exc:
             problems.append(FieldProblem(spec.name, name, str(exc)))
             continue
-        if value is not None and (f.min is not None or f.max is not None):
+        if ranged and value is not None:
             message = in_range(f, value)
             if message:
                 problems.append(FieldProblem(spec.name, name, message))
                 continue
         values[name] = value
-    defaults, required = _plan(spec)
     if creating:
-        for f in defaults:
+        for f in plan.defaults:
             if f.name not in data:
                 values[f.name] = coerce(f, f.default, currency)
-    for name in required:
+    for name in plan.required:
         after = values.get(name) if name in values else (current or {}).get(name)
         if after is None and (creating or name in values):
             if not any(p.field == name for p in problems):
@@ -299,12 +348,28 @@ def check_write(
     return WriteCheck(values, problems)
 
 
-def _plan(spec: EntitySpec) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
-    """The fields with a default and the required ones, in field order, worked out once
-    per entity (kept on the immutable EntitySpec)."""
+class _Plan(NamedTuple):
+    #: name -> (field, its coerce function, read-only or internal, has min or max)
+    fields: dict[str, tuple[FieldSpec, Callable[[FieldSpec, Any, str], Any], bool, bool]]
+    defaults: tuple[FieldSpec, ...]
+    required: tuple[str, ...]
+
+
+def _plan(spec: EntitySpec) -> _Plan:
+    """What :func:`check_write` needs of an entity's fields, worked out once per entity
+    (kept on the immutable EntitySpec)."""
     plan = spec.__dict__.get("_write_plan")
     if plan is None:
-        plan = (
+        plan = _Plan(
+            {
+                f.name: (
+                    f,
+                    _COERCE[f.type],
+                    f.readonly or f.internal,
+                    f.min is not None or f.max is not None,
+                )
+                for f in spec
+            },
             tuple(f for f in spec if f.default is not None),
             tuple(f.name for f in spec if f.required),
         )
