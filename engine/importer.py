@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import json
 import re
@@ -572,8 +573,8 @@ def _converter(engine: Engine, f: FieldSpec) -> Callable[[Any], Any]:
         return _money_converter(currency)
     if t == "bool":
         return _to_bool
-    if t == "date":
-        return _to_date
+    if t == "date":  # a file's dates repeat: each text is parsed once per column
+        return functools.lru_cache(maxsize=4096)(_to_date)
     if t == "datetime":
         return _to_datetime
     if t == "json":
@@ -630,6 +631,8 @@ class _Importer:
         self.written: dict[int, int] = {}
         #: rows with a problem (nothing of them is written)
         self.failed: set[int] = set()
+        #: (entity, who looks) -> natural key -> id, of the refs found so far
+        self.known: dict[tuple[str, int | None], dict[str, int]] = {}
 
     # -- problems --------------------------------------------------------------------------
     def problem(
@@ -762,17 +765,29 @@ class _Importer:
         return ready, [r for r in rows if r.number in waiting and r.number not in bad]
 
     def natural_keys(self, target: EntitySpec, f: FieldSpec, keys: set[str]) -> dict[str, int]:
+        """The ids of the ``target`` records having these natural keys (those found).
+
+        Keys of other entities found by an earlier batch are taken from :attr:`known`:
+        within the import's transaction only its own rows change, and those are of
+        :attr:`spec` (whose keys an update may change, so they are looked up each time).
+        """
         # as the record API checks refs: owners are looked up as the system
         who = SYSTEM if f.name == "owner" else self.actor
         key = target.natural_key
-        wanted = sorted(keys)
         found: dict[str, int] = {}
+        if target.name != self.spec.name:
+            known = self.known.setdefault((target.name, who.id), {})
+            found = {k: known[k] for k in keys if k in known}
+            keys = keys - found.keys()
+        wanted = sorted(keys)
         for start in range(0, len(wanted), 500):
             query = self.records.scoped_query(target.name, who).filter(
                 f"lambda x: x.{key} in keys", {}, {"keys": wanted[start : start + 500]}
             )
             pairs = select(f"(x.{key}, x.id) for x in query", {}, {"query": query})
             found.update((str(k), int(i)) for k, i in pairs)
+        if target.name != self.spec.name:
+            known.update(found)
         return found
 
     def duplicates(self, rows: list[_Row]) -> tuple[list[_Row], list[tuple[_Row, Any]]]:

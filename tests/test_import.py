@@ -348,18 +348,34 @@ def test_every_imported_record_is_audited_as_created(engine, tmp_path):
         assert event["changes"]["name"] == [None, customer.name]
 
 
-def test_natural_keys_are_resolved_with_one_query_per_batch(engine, tmp_path):
-    engine.records.create_many("Customer", [{"name": f"c{i}", "code": f"K{i}"} for i in range(30)])
-    rows = [["customer", "ordered_on"]] + [[f"K{i % 30}", "2027-03-01"] for i in range(60)]
-    path = write_csv(tmp_path / "o.csv", rows)
-    engine.db.merge_local_stats()
-    assert import_file(engine, "Order", path, batch_size=20).created == 60
-    on_customers = sum(
+def customer_selects(engine) -> int:
+    return sum(
         stat.db_count
         for sql, stat in engine.db.local_stats.items()
         if sql and sql.lstrip().upper().startswith("SELECT") and 'FROM "customer"' in sql
     )
-    assert on_customers <= 2 * 3  # natural keys, and the record API's ref check: per batch
+
+
+def test_natural_keys_are_resolved_with_one_query_per_batch(engine, tmp_path):
+    engine.records.create_many("Customer", [{"name": f"c{i}", "code": f"K{i}"} for i in range(60)])
+    rows = [["customer", "ordered_on"]] + [[f"K{i}", "2027-03-01"] for i in range(60)]
+    path = write_csv(tmp_path / "o.csv", rows)
+    engine.db.merge_local_stats()
+    assert import_file(engine, "Order", path, batch_size=20).created == 60
+    assert customer_selects(engine) == 2 * 3  # natural keys, and the record API's ref check
+
+
+def test_natural_keys_found_once_are_not_looked_up_again(engine, tmp_path):
+    engine.records.create_many("Customer", [{"name": f"c{i}", "code": f"K{i}"} for i in range(10)])
+    rows = [["customer", "ordered_on"]] + [[f"K{i % 10}", "2027-03-01"] for i in range(60)]
+    path = write_csv(tmp_path / "o.csv", rows)
+    engine.db.merge_local_stats()
+    result = import_file(engine, "Order", path, batch_size=20)
+    assert result.created == 60
+    assert customer_selects(engine) == 1 + 3  # the keys in the first batch; refs per batch
+    orders = engine.records.list("Order", first=100, order_by=[{"id": "ASC"}]).records
+    codes = {c.id: c.code for c in customers(engine)}
+    assert [codes[o.customer] for o in orders] == [f"K{i % 10}" for i in range(60)]
 
 
 # -- duplicates ----------------------------------------------------------------------------------
