@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import shutil
 import sqlite3
@@ -122,8 +123,9 @@ def guanxi_import(home: Path, path: Path, customers: int, sales: bool) -> tuple[
         engine.close()
 
 
-def raw_import(home: Path, path: Path) -> tuple[float, float, int]:
-    """The same rows with sqlite3 alone, into a table of the same DDL."""
+def raw_import(home: Path, path: Path, audited: bool = False) -> tuple[float, float, int]:
+    """The same rows with sqlite3 alone, into a table of the same DDL; ``audited``: each
+    with an audit row as well, its changes as JSON, as guanxi writes them."""
     source = sqlite3.connect(home / "guanxi.db")
     ddl = [  # every table (foreign keys need their targets), then the indexes
         sql
@@ -134,7 +136,7 @@ def raw_import(home: Path, path: Path) -> tuple[float, float, int]:
     ]
     customers = dict(source.execute('SELECT code, id FROM "customer"').fetchall())
     source.close()
-    target = home / "raw.db"
+    target = home / ("raw-audited.db" if audited else "raw.db")
     db = sqlite3.connect(target, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
@@ -159,7 +161,27 @@ def raw_import(home: Path, path: Path) -> tuple[float, float, int]:
     columns = '"created_at", "updated_at", "version", "customer", "ordered_on", "amount", '
     columns += '"amount_currency"' + (', "status", "note"' if len(rows[0]) > 7 else "")
     marks = ", ".join("?" * len(rows[0]))
+    if audited:  # ids given, so the audit rows can name them
+        rows = [(i, *row) for i, row in enumerate(rows, 1)]
+        columns, marks = f'"id", {columns}', f"?, {marks}"
     db.executemany(f'INSERT INTO "order" ({columns}) VALUES ({marks})', rows)
+    if audited:
+        names = ("customer", "ordered_on", "amount", "status", "note")
+        audit = []
+        for row in rows:
+            changes = dict(zip(names, row[4:5] + row[5:6] + row[8:], strict=False))
+            changes["amount"] = {"amount": row[6], "currency": row[7]}
+            text = json.dumps(
+                {k: [None, v] for k, v in sorted(changes.items())},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            audit.append(("Order", row[0], "create", None, "system", now, text))
+        db.executemany(
+            'INSERT INTO "guanxi_audit" ("entity", "record_id", "action", "actor_id", "actor", '
+            '"at", "changes") VALUES (?, ?, ?, ?, ?, ?, ?)',
+            audit,
+        )
     db.execute("COMMIT")
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     written = db.execute('SELECT COUNT(*) FROM "order"').fetchone()[0]
@@ -189,18 +211,24 @@ def main() -> None:
         print("entities:", "the sales plugin's" if args.sales else "entities/orders.yaml")
         ours, ours_cpu, ours_rows = guanxi_import(home, path, args.customers, args.sales)
         raw, raw_cpu, raw_rows = raw_import(home, path)
-        assert ours_rows == raw_rows == args.rows, (ours_rows, raw_rows)
+        audited, audited_cpu, audited_rows = raw_import(home, path, audited=True)
+        assert ours_rows == raw_rows == audited_rows == args.rows, (ours_rows, raw_rows)
         print(f"{'':<28}{'rows':>11}{'seconds':>9}{'rows/s':>10}{'CPU s':>8}{'rows/CPU s':>12}")
         for label, seconds, cpu in (
             ("guanxi import (validated)", ours, ours_cpu),
             ("raw sqlite3 executemany", raw, raw_cpu),
+            ("raw, with audit rows", audited, audited_cpu),
         ):
             print(
                 f"{label:<28}{args.rows:>11,}{seconds:>9.2f}{args.rows / seconds:>10,.0f}"
                 f"{cpu:>8.2f}{args.rows / cpu:>12,.0f}"
             )
-        ratio = f"{raw / ours:>10.3f}{'':>8}{raw_cpu / ours_cpu:>12.3f}"
-        print(f"{'guanxi / raw':<28}{'':>11}{'':>9}{ratio}")
+        for label, base, base_cpu in (
+            ("guanxi / raw", raw, raw_cpu),
+            ("guanxi / raw with audit", audited, audited_cpu),
+        ):
+            ratio = f"{base / ours:>10.3f}{'':>8}{base_cpu / ours_cpu:>12.3f}"
+            print(f"{label:<28}{'':>11}{'':>9}{ratio}")
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
