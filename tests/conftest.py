@@ -6,6 +6,7 @@ GUANXI_TEST_POSTGRES_URL is set, on a fresh PostgreSQL database made for that te
 
 from __future__ import annotations
 
+import compileall
 import importlib.util
 import logging
 import os
@@ -29,6 +30,17 @@ POSTGRES_ENV = "GUANXI_TEST_POSTGRES_URL"
 SKIP_POSTGRES = (
     f"PostgreSQL run skipped: set {POSTGRES_ENV}, e.g. postgres://postgres@127.0.0.1:5432/postgres"
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package once, before the workers start: the suite starts dozens of
+    ``guanxi`` subprocesses (CLI commands, servers), and where PYTHONDONTWRITEBYTECODE is
+    set, as on the CI machine, each would compile every module it imports again."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller did it
+        return
+    root = TESTS.parent
+    for package in ("engine", "graphql", "plugins"):
+        compileall.compile_dir(root / package, quiet=1)
 
 
 #: The instant every injected clock starts at.
