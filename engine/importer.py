@@ -431,8 +431,9 @@ def _to_decimal(value: Any) -> Any:
 
 def _money_converter(currency: str) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
-        if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-            return Money(_to_decimal(value), currency)
+        if type(value) is not str:  # a CSV cell is text: it skips these checks
+            if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+                return Money(_to_decimal(value), currency)
         text = str(value).strip()
         try:
             return Money(Decimal(text), currency)  # a plain amount: the common case
