@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.nodes import SelectedField
 from strawberry.types.unset import UNSET
 
 from guanxi.engine import LimitExceeded, Record
@@ -97,6 +98,21 @@ def page_size(first: int | None, cap: int) -> int:
     if first < 0 or first > cap:
         raise LimitExceeded(f"first must be between 0 and {cap}")
     return first
+
+
+#: The fields of a connection answered without loading its records.
+COUNT_FIELDS = frozenset({"totalCount", "__typename"})
+
+
+def counts_only(info: strawberry.Info) -> bool:
+    """Whether the connection being resolved is asked for its ``totalCount`` alone (a
+    badge's number): then none of its records is loaded. Anything else selected - nodes,
+    edges, pageInfo, a fragment - loads them as asked."""
+    for selected in info.selected_fields:
+        for item in selected.selections:
+            if not isinstance(item, SelectedField) or item.name not in COUNT_FIELDS:
+                return False
+    return True
 
 
 def _opt(annotation: Any) -> Any:
@@ -363,6 +379,8 @@ def _reverse_resolver(entity: str, rname: str, source: dict[str, type]) -> Any:
         first: Any = None,
     ) -> Any:
         size = page_size(first, NESTED_PAGE)
+        if counts_only(info):
+            size = 0
         ctx: Context = info.context
         total, records = await ctx.reverse_loader(
             entity, rname, convert_filter(filter), convert_order(order_by), size

@@ -30,6 +30,7 @@ from .context import Context, call_engine, in_thread
 from .entities import (
     WorkflowEvent,
     convert_order,
+    counts_only,
     entity_types,
     input_values,
     page_size,
@@ -352,6 +353,8 @@ def _list_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
             first if first is not None else engine.config.page_size_default,
             engine.config.page_size_max,
         )
+        if counts_only(info):
+            size = 0
         page = await in_thread(
             lambda: engine.records.list(
                 entity,

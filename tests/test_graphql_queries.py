@@ -95,3 +95,50 @@ def test_nested_relations_cost_the_same_queries_for_10_and_100_records(setup):
 
 def test_a_listing_with_nested_relations_takes_a_handful_of_queries(setup):
     assert queries_for(setup, 100) <= 12
+
+
+def run(setup, query: str) -> tuple[dict, int]:
+    engine, client, token, counter = setup
+    counter.count = 0
+    result = client.post(
+        "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert "errors" not in result, result
+    return result["data"], counter.count
+
+
+def test_a_nested_connection_asked_only_for_its_total_loads_none_of_its_records(setup):
+    run(setup, "{ fairs { totalCount } }")  # the token's last use is recorded once
+    counts, counts_queries = run(setup, "{ fairs { nodes { expoBookings { totalCount } } } }")
+    full, full_queries = run(
+        setup, "{ fairs { nodes { expoBookings { totalCount nodes { title } } } } }"
+    )
+    totals = [fair["expoBookings"]["totalCount"] for fair in counts["fairs"]["nodes"]]
+    assert totals == [fair["expoBookings"]["totalCount"] for fair in full["fairs"]["nodes"]]
+    assert sorted(totals) == [14, 14, 14, 14, 14, 15, 15]
+    assert counts_queries == full_queries - 1  # the records' query is not sent
+
+
+def test_a_list_asked_only_for_its_total_and_typename_answers_both(setup):
+    data, _ = run(setup, "{ expoBookings(first: 50) { totalCount __typename } }")
+    assert data["expoBookings"] == {"totalCount": 100, "__typename": "ExpoBookingConnection"}
+
+
+def test_a_fragment_on_a_connection_still_loads_its_records(setup):
+    data, _ = run(
+        setup,
+        "fragment F on ExpoBookingConnection { nodes { title } } "
+        "{ expoBookings(first: 3) { totalCount ...F } }",
+    )
+    assert data["expoBookings"]["totalCount"] == 100
+    assert [n["title"] for n in data["expoBookings"]["nodes"]] == ["b000", "b001", "b002"]
+
+
+def test_a_total_alone_still_checks_the_page_size(setup):
+    engine, client, token, _ = setup
+    result = client.post(
+        "/graphql",
+        json={"query": "{ fairs { nodes { expoBookings(first: -1) { totalCount } } } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    assert result["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED"
