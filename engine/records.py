@@ -117,7 +117,8 @@ class Page:
     """One page of a list: records, the total matching, and the cursor to go on."""
 
     records: tuple[Record, ...]
-    total_count: int
+    #: None when the list was asked not to count (``list(count=False)``)
+    total_count: int | None
     has_next_page: bool
     end_cursor: str | None
     cursors: tuple[str, ...] = field(default=())
@@ -322,11 +323,14 @@ class Records:
         order_by: Sequence[Mapping[str, str]] | None = None,
         first: int | None = None,
         after: str | None = None,
+        count: bool = True,
     ) -> Page:
         """A page of records matching ``filter`` (see filters.py), in ``order_by`` order.
 
         ``first`` defaults to the configured page size and is capped; ``after`` is a
-        cursor from a previous page (opaque, signed).
+        cursor from a previous page (opaque, signed). ``count=False`` leaves out the
+        query counting every match (``total_count`` is then None): for a caller that
+        only pages on.
         """
         spec = self.spec(entity)
         config = self.engine.config
@@ -352,7 +356,7 @@ class Records:
                 raise PermissionDenied("only admins may list the recycle bin")
             query = self.scoped_query(entity, actor, include_deleted=compiled.include_deleted)
             query = compiled.apply(query)
-            total = query.count()
+            total = query.count() if count else None
             rows = list(query.order_by(order, self._globals(), {})[offset : offset + size + 1])
             records = tuple(self._record(spec, obj, actor) for obj in rows[:size])
         cursors = tuple(self._encode_cursor(entity, offset + i) for i in range(len(records)))

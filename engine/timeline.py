@@ -293,6 +293,7 @@ def newest_records(
             order_by=order,
             first=min(cap, limit - len(found)),
             after=after,
+            count=False,
         )
         found.extend(page.records)
         if not page.has_next_page:

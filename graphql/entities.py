@@ -115,6 +115,16 @@ def counts_only(info: strawberry.Info) -> bool:
     return True
 
 
+def counts_asked(info: strawberry.Info) -> bool:
+    """Whether the connection being resolved may need its ``totalCount``: asked for it,
+    or selected through a fragment (not looked into). Without it no COUNT is run."""
+    for selected in info.selected_fields:
+        for item in selected.selections:
+            if not isinstance(item, SelectedField) or item.name == "totalCount":
+                return True
+    return False
+
+
 def _opt(annotation: Any) -> Any:
     return Optional[annotation]  # noqa: UP045
 

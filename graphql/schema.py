@@ -30,6 +30,7 @@ from .context import Context, call_engine, in_thread
 from .entities import (
     WorkflowEvent,
     convert_order,
+    counts_asked,
     counts_only,
     entity_types,
     input_values,
@@ -363,6 +364,7 @@ def _list_resolver(engine: Engine, types: EntityTypes) -> Callable[..., Any]:
                 order_by=convert_order(order_by),
                 first=size,
                 after=after,
+                count=counts_asked(info),
             )
         )
         return _connection(types, page)

@@ -142,3 +142,20 @@ def test_a_total_alone_still_checks_the_page_size(setup):
         headers={"Authorization": f"Bearer {token}"},
     ).json()
     assert result["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED"
+
+
+def test_a_list_not_asked_for_its_total_does_not_count(setup):
+    run(setup, "{ fairs { totalCount } }")  # the token's last use is recorded once
+    _, without = run(setup, "{ expoBookings(first: 10) { nodes { title } } }")
+    data, counted = run(setup, "{ expoBookings(first: 10) { totalCount nodes { title } } }")
+    assert data["expoBookings"]["totalCount"] == 100
+    assert counted == without + 1
+
+
+def test_a_fragment_may_ask_for_the_total(setup):
+    data, _ = run(
+        setup,
+        "fragment F on ExpoBookingConnection { totalCount } "
+        "{ expoBookings(first: 1) { ...F nodes { title } } }",
+    )
+    assert data["expoBookings"]["totalCount"] == 100

@@ -17,6 +17,8 @@ from guanxi.engine import (
     ValidationError,
 )
 
+from .conftest import sql_log
+
 
 @pytest.fixture
 def expo(test_plugin):
@@ -284,6 +286,19 @@ def test_list_pages_with_signed_cursors(engine):
     assert [r.name for r in second.records] == ["fair 2", "fair 3"]
     last = engine.records.list("Fair", first=2, after=second.end_cursor, order_by=[{"name": "ASC"}])
     assert [r.name for r in last.records] == ["fair 4"] and not last.has_next_page
+
+
+def test_a_list_asked_not_to_count_pages_the_same_without_a_total(engine):
+    for i in range(5):
+        engine.records.create("Fair", {"name": f"fair {i}"})
+    order = [{"name": "ASC"}]
+    with sql_log() as sent:
+        page = engine.records.list("Fair", first=2, order_by=order, count=False)
+    assert page.total_count is None and page.has_next_page
+    assert [r.name for r in page.records] == ["fair 0", "fair 1"]
+    assert not any("COUNT" in sql.upper() for sql in sent)
+    rest = engine.records.list("Fair", after=page.end_cursor, order_by=order, count=False)
+    assert [r.name for r in rest.records] == ["fair 2", "fair 3", "fair 4"]
 
 
 def test_a_forged_cursor_is_refused(engine):
