@@ -27,6 +27,7 @@ from pony.orm import (
     composite_index,
     composite_key,
 )
+from pony.orm.dbproviders.sqlite import SQLiteDateConverter, SQLiteDatetimeConverter
 
 from .errors import ConfigError
 from .metadata import CURRENCY_SUFFIX, EntityRegistry, EntitySpec, FieldSpec
@@ -334,6 +335,45 @@ def bind(db: Database, url: DatabaseURL) -> None:
         db.bind(**url.pony_kwargs())
     except Exception as exc:  # the driver's own message says what is wrong
         raise ConfigError(f"cannot open the database {url.display()}: {exc}") from exc
+    if url.provider == "sqlite":  # before the mapping, which picks the converters
+        faster = {datetime: _SQLiteDatetime, date: _SQLiteDate}
+        db.provider.converter_classes = [
+            (kind, faster.get(kind, converter)) for kind, converter in db.provider.converter_classes
+        ]
+
+
+class _SQLiteDatetime(SQLiteDatetimeConverter):
+    """Pony's SQLite datetime converter, reading its own text (``2027-03-01 09:00:00`` and
+    ``.123456``) with ``datetime.fromisoformat`` rather than ``time.strptime``: the same
+    values, some ten times faster - a page of 100 records reads 200 of them."""
+
+    def sql2py(self, val: Any) -> Any:
+        if type(val) is str and len(val) in (19, 26) and val[10] == " ":
+            try:
+                return datetime.fromisoformat(val)
+            except ValueError:
+                pass
+        return super().sql2py(val)
+
+
+class _SQLiteDate(SQLiteDateConverter):
+    """Pony's SQLite date converter with ``isoformat`` to write and ``date.fromisoformat``
+    to read: several times faster, and right for years before 1000, which Pony writes
+    unpadded (``strftime("%Y")``: ``999-05-01``) and then cannot read back."""
+
+    def sql2py(self, val: Any) -> Any:
+        if type(val) is str:
+            try:
+                if len(val) >= 10:
+                    return date.fromisoformat(val[:10])
+                year, month, day = val.split("-")  # written unpadded before
+                return date(int(year), int(month), int(day))
+            except ValueError:
+                pass
+        return super().sql2py(val)
+
+    def py2sql(self, val: Any) -> Any:
+        return val.isoformat()
 
 
 def field_snapshot(f: FieldSpec) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from pony.orm import (
 )
 from pony.orm import core as pony_core
 from pony.orm.dbapiprovider import Converter, IntegrityError, OperationalError
-from pony.orm.dbproviders.sqlite import SQLiteDateConverter
 
 from .actor import SYSTEM, Actor
 from .database import currency_column
@@ -1187,8 +1186,6 @@ def _db_value(converter: Any) -> Callable[[Any], Any] | None:
     unchanged), so bulk-written rows read back exactly as Pony-written ones."""
     to_db = None if type(converter).val2dbval is Converter.val2dbval else converter.val2dbval
     to_sql = None if type(converter).py2sql is Converter.py2sql else converter.py2sql
-    if type(converter) is SQLiteDateConverter and to_db is None:
-        return _sqlite_date  # strftime("%Y-%m-%d"), several times faster
     if to_db is None and to_sql is None:
         return None
     if to_db is None:
@@ -1196,12 +1193,6 @@ def _db_value(converter: Any) -> Callable[[Any], Any] | None:
     if to_sql is None:
         return to_db
     return lambda value: to_sql(to_db(value))
-
-
-def _sqlite_date(value: date) -> str:
-    """What Pony's SQLite date converter writes (``strftime("%Y-%m-%d")``, which does not
-    pad years before 1000)."""
-    return value.isoformat() if value.year >= 1000 else value.strftime("%Y-%m-%d")
 
 
 class _BulkWriter:

@@ -378,3 +378,21 @@ def test_text_with_a_nul_character_is_a_validation_error(engine):
 def test_json_with_a_nul_character_is_a_validation_error(engine, fair):
     with pytest.raises(ValidationError):
         booking(engine, fair, extra={"note": "a\x00b"})
+
+
+@pytest.mark.parametrize(
+    ("starts_on", "arrives_at"),
+    [
+        (date(2027, 3, 1), datetime(2027, 3, 1, 9, 30)),
+        (date(2027, 12, 31), datetime(2027, 12, 31, 23, 59, 59, 999_999)),
+        (date(999, 5, 1), datetime(1999, 1, 2, 3, 4, 5, 60)),
+    ],
+)
+def test_dates_and_datetimes_read_back_as_written(engine, fair, starts_on, arrives_at):
+    created = booking(engine, fair, starts_on=starts_on, arrives_at=arrives_at)
+    again = engine.records.get("ExpoBooking", created.id)
+    assert (again.starts_on, again.arrives_at) == (starts_on, arrives_at)
+    found = engine.records.list(
+        "ExpoBooking", filter={"starts_on": {"eq": starts_on.isoformat()}}
+    ).records
+    assert [r.id for r in found] == [created.id]
