@@ -107,11 +107,12 @@ def create_postgres_database(admin_url: str) -> tuple[str, Callable[[], None]]:
     return urlunparse(parts._replace(path=f"/{name}")), drop
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty database of each kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'guanxi.db'}"
+@contextmanager
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of a new empty database of ``kind`` (a PostgreSQL one is dropped
+    afterwards; without GUANXI_TEST_POSTGRES_URL the test is skipped)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'guanxi.db'}"
         return
     admin = _postgres_admin_url()
     if not admin:
@@ -121,6 +122,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database of each kind."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -159,6 +167,31 @@ def make_engine(database_url: str, home: Path) -> Iterator[Callable[..., Engine]
     yield make
     for engine in engines:
         engine.close()
+
+
+def cli_in_home(
+    tmp_path: Path, database_url: str, plugins: str = "sales", columns: int = 200
+) -> tuple[Path, Callable[..., Any]]:
+    """An initialised installation in ``tmp_path/home`` and ``run(*args)``, which runs
+    ``guanxi ARGS`` there in-process (click's CliRunner)."""
+    from click.testing import CliRunner
+
+    from guanxi.engine.cli import cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "GUANXI_HOME": str(home),
+        "GUANXI_DATABASE_URL": database_url,
+        "GUANXI_PLUGINS": plugins,
+        "COLUMNS": str(columns),
+    }
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    assert run("init").exit_code == 0
+    return home, run
 
 
 @contextmanager

@@ -10,13 +10,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from guanxi.engine import Config, Engine, Money, PermissionDenied, ValidationError
-from guanxi.engine.cli import cli
 from guanxi.engine.exporter import CHUNK, Export, export_file
 from guanxi.engine.importer import import_file
 from guanxi.plugins import sales
+
+from .conftest import cli_in_home
 
 BASE = {"id", "created_at", "updated_at", "created_by", "version", "deleted_at"}
 
@@ -243,19 +243,7 @@ def test_an_export_scope_granted_in_roles_yaml_reaches_own_records_only(
 # -- the command line -------------------------------------------------------------------------
 @pytest.fixture
 def guanxi(tmp_path, database_url):
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        "GUANXI_HOME": str(home),
-        "GUANXI_DATABASE_URL": database_url,
-        "GUANXI_PLUGINS": "sales",
-        "COLUMNS": "250",
-    }
-
-    def run(*args: str):
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    assert run("init").exit_code == 0
+    home, run = cli_in_home(tmp_path, database_url, columns=250)
     engine = Engine(Config(home=home, database_url=database_url, plugins=("sales",)))
     engine.open()
     engine.records.create("Customer", {"name": "Acme", "code": "A-1", "region": "华东"})

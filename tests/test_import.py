@@ -14,12 +14,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from guanxi.engine import Config, Engine, Money, ValidationError
-from guanxi.engine.cli import cli
 from guanxi.engine.importer import import_file, write_report
 from guanxi.plugins import sales
+
+from .conftest import cli_in_home
 
 CUSTOMER_HEADER = ["名称", "编号", "客户级别", "行业", "地区", "电话", "信用等级"]
 
@@ -84,19 +84,7 @@ def count(engine, entity):
 @pytest.fixture
 def guanxi(tmp_path, database_url):
     """Run ``guanxi ARGS`` (click's CliRunner) on an initialised installation with sales."""
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        "GUANXI_HOME": str(home),
-        "GUANXI_DATABASE_URL": database_url,
-        "GUANXI_PLUGINS": "sales",
-        "COLUMNS": "200",
-    }
-
-    def run(*args: str):
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    assert run("init").exit_code == 0
+    home, run = cli_in_home(tmp_path, database_url)
     run.config = Config(home=home, database_url=database_url, plugins=("sales",))  # type: ignore[attr-defined]
     return run
 

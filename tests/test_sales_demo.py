@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from guanxi.engine import Config, ConflictError, Engine, ValidationError
 from guanxi.engine.cli import cli
 from guanxi.plugins.sales import demo as sales_demo
 
-from .conftest import SKIP_POSTGRES, T0, Clock, _postgres_admin_url, create_postgres_database
+from .conftest import T0, Clock, fresh_database
 
 #: Cheap argon2id parameters: a dozen personas are hashed per build.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -62,22 +62,6 @@ def build_demo(database_url: str, home: Path, seed: int = 1) -> tuple[Engine, li
     engine.auth.hasher = FAST
     rows = sales_demo.demo(engine, "small", seed, lambda done, total=None: None)
     return engine, rows
-
-
-@contextmanager
-def fresh_database(kind: str, folder: Path) -> Iterator[str]:
-    """The URL of a new empty database of ``kind`` (dropped afterwards)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'guanxi.db'}"
-        return
-    admin = _postgres_admin_url()
-    if not admin:
-        pytest.skip(SKIP_POSTGRES)
-    url, drop = create_postgres_database(admin)
-    try:
-        yield url
-    finally:
-        drop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

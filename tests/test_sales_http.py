@@ -11,7 +11,6 @@ PostgreSQL.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .test_serve_e2e import GUANXI, Api, serving
+from .test_serve_e2e import Api, command, serving
 
 #: username -> (role, team)
 USERS = {
@@ -53,13 +52,7 @@ def sales_server(tmp_path: Path, database_url: str) -> Iterator[tuple[httpx.Clie
         "COLUMNS": "200",
     }
 
-    def guanxi(*args: str) -> str:
-        result = subprocess.run(
-            [GUANXI, *args], cwd=home, env=env, capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, f"guanxi {' '.join(args)}:\n{result.stdout}{result.stderr}"
-        return result.stdout
-
+    guanxi = command(home, env)
     guanxi("init")
     with serving(home, env, tmp_path / "serve.log") as http:
         yield http, guanxi

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,20 @@ HISTORY = (
 )
 
 
+def command(home: Path, env: dict[str, str]) -> Callable[..., str]:
+    """``guanxi(*args)``: runs the installed ``guanxi`` command in ``home`` with ``env``
+    and returns its output; a failure shows the command and what it printed."""
+
+    def guanxi(*args: str) -> str:
+        result = subprocess.run(
+            [GUANXI, *args], cwd=home, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, f"guanxi {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        return result.stdout
+
+    return guanxi
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -168,12 +182,7 @@ def test_an_admin_defined_entity_and_workflow_over_http(tmp_path, database_url):
         "COLUMNS": "200",
     }
 
-    def guanxi(*args: str) -> str:
-        result = subprocess.run(
-            [GUANXI, *args], cwd=home, env=env, capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, f"guanxi {' '.join(args)}:\n{result.stdout}{result.stderr}"
-        return result.stdout
+    guanxi = command(home, env)
 
     def token(name: str) -> str:
         return guanxi("token", name, "--days", "1").strip().splitlines()[-1]
