@@ -108,7 +108,7 @@ def coerce(f: FieldSpec, value: Any, currency: str) -> Any:
 
 
 def _text(f: FieldSpec, value: Any, currency: str) -> Any:
-    if type(value) is not str and not isinstance(value, str):
+    if not isinstance(value, str):
         raise ValueError("must be text")
     if "\x00" in value:  # PostgreSQL refuses NUL in text: say so instead of failing there
         raise ValueError("may not contain NUL characters")

@@ -104,25 +104,29 @@ def page_size(first: int | None, cap: int) -> int:
 COUNT_FIELDS = frozenset({"totalCount", "__typename"})
 
 
-def counts_only(info: strawberry.Info) -> bool:
-    """Whether the connection being resolved is asked for its ``totalCount`` alone (a
-    badge's number): then none of its records is loaded. Anything else selected - nodes,
-    edges, pageInfo, a fragment - loads them as asked."""
+def _selected(info: strawberry.Info) -> frozenset[str] | None:
+    """The names selected on the connection being resolved, or None when a fragment
+    selects some (not looked into: it may ask for anything)."""
+    names: set[str] = set()
     for selected in info.selected_fields:
         for item in selected.selections:
-            if not isinstance(item, SelectedField) or item.name not in COUNT_FIELDS:
-                return False
-    return True
+            if not isinstance(item, SelectedField):
+                return None
+            names.add(item.name)
+    return frozenset(names)
+
+
+def counts_only(info: strawberry.Info) -> bool:
+    """Whether the connection is asked for its ``totalCount`` alone (a badge's number):
+    then none of its records is loaded."""
+    names = _selected(info)
+    return names is not None and names <= COUNT_FIELDS
 
 
 def counts_asked(info: strawberry.Info) -> bool:
-    """Whether the connection being resolved may need its ``totalCount``: asked for it,
-    or selected through a fragment (not looked into). Without it no COUNT is run."""
-    for selected in info.selected_fields:
-        for item in selected.selections:
-            if not isinstance(item, SelectedField) or item.name == "totalCount":
-                return True
-    return False
+    """Whether the connection may need its ``totalCount``: without it no COUNT is run."""
+    names = _selected(info)
+    return names is None or "totalCount" in names
 
 
 def _opt(annotation: Any) -> Any:
